@@ -1,0 +1,99 @@
+"""Small immutable records that flow through the pipeline.
+
+Inputs go in as a ``UserTurn``; everything the engine says comes out as one of
+the ``Event`` types.  They are plain frozen dataclasses: safe to hand between
+threads and easy to assert on in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_turn_ids = itertools.count(1)
+
+
+def next_turn_id() -> int:
+    return next(_turn_ids)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image the user attached: a file path, or encoded bytes (a paste)."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.data is None):
+            raise ValueError("ImageInput needs exactly one of path or data")
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> ImageInput:
+        p = Path(path)
+        return cls(name=p.name, path=p)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "pasted image") -> ImageInput:
+        return cls(name=name, data=bytes(data))
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    text: str
+    images: tuple[ImageInput, ...] = ()
+    id: int = field(default_factory=next_turn_id)
+
+
+class State(enum.Enum):
+    UNLOADED = "not loaded"
+    LOADING = "loading model"
+    READY = "ready"
+    THINKING = "thinking"
+    GENERATING = "generating"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    state: State
+    detail: str = ""
+    progress: float | None = None  # 0..1 while loading/downloading, when known
+    model: str = ""
+    device: str = ""
+
+
+@dataclass(frozen=True)
+class TokenChunk:
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyFinished:
+    turn_id: int
+    text: str
+    stopped: bool = False  # True when the user stopped it: ``text`` is the partial reply
+    tokens: int = 0
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+
+
+class ErrorKind(enum.Enum):
+    MODEL_LOAD = "model_load"
+    BAD_INPUT = "bad_input"
+    GENERATION = "generation"
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    message: str  # one clear sentence for the user
+    kind: ErrorKind
+    turn_id: int | None = None
+    partial_text: str = ""  # what had been generated before a generation failure
+
+
+Event = StatusEvent | TokenChunk | ReplyFinished | ErrorEvent

@@ -1,0 +1,151 @@
+"""Typed application settings and the folders the app keeps its files in.
+
+Settings live in ``settings.json`` in the user's config folder (platformdirs),
+or under ``--data-dir DIR`` when one is given.  Command-line flags override a
+loaded ``Settings`` for one run without writing it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "multimodal-assistant"
+APP_TITLE = "Multimodal Assistant"
+
+# SmolVLM-256M-Instruct: the smallest real instruction-tuned vision-language model
+# that transformers supports natively (Idefics3 architecture, Apache-2.0).  About
+# 0.5 GB of bf16 weights, under 1 GB of RAM in float32 on the CPU, and fast enough
+# there to stream an answer; on a GPU it is near-instant.
+DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant on the user's desktop. Answer clearly and concisely."
+)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 means greedy decoding
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Keys written by other versions or features: kept so saving never loses them.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise SettingsError("model must be a Hugging Face hub id or a folder")
+        if self.device not in DEVICES:
+            raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise SettingsError("max_new_tokens must be a positive whole number")
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise SettingsError("temperature must be zero or positive")
+        if not isinstance(self.system_prompt, str):
+            raise SettingsError("system_prompt must be text")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; ``None`` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                data[f.name] = getattr(self, f.name)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names}
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """Where the app reads and writes.  ``models`` is None: use the shared HF cache."""
+
+    config: Path
+    data: Path
+    models: Path | None
+
+    @classmethod
+    def default(cls) -> AppPaths:
+        return cls(
+            config=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            data=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            models=None,
+        )
+
+    @classmethod
+    def under(cls, root: str | os.PathLike[str]) -> AppPaths:
+        """Every file of the app in one folder (``--data-dir``: tests, portable installs)."""
+        root = Path(root).expanduser().resolve()
+        return cls(config=root / "config", data=root / "data", models=root / "models")
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config / "settings.json"
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    warning: str | None = None  # shown to the user when the file could not be used
+
+
+def load_settings(paths: AppPaths) -> LoadedSettings:
+    """Read settings; a missing file gives defaults, a broken one is kept aside."""
+    path = paths.settings_file
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return LoadedSettings(Settings())
+    except OSError as exc:
+        return LoadedSettings(Settings(), f"Could not read {path}: {exc.strerror}; using defaults.")
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise SettingsError("not a JSON object")
+        return LoadedSettings(Settings.from_dict(data))
+    except (ValueError, TypeError) as exc:
+        backup = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, backup)
+            kept = f" It was kept as {backup.name}."
+        except OSError:
+            kept = ""
+        log.warning("settings file %s is unusable: %s", path, exc)
+        return LoadedSettings(Settings(), f"The settings file was unusable ({exc}); using defaults.{kept}")
+
+
+def save_settings(paths: AppPaths, settings: Settings) -> None:
+    """Write settings atomically (a crash mid-write never leaves half a file)."""
+    path = paths.settings_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

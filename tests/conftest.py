@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny real-architecture models, isolated data folders, leak checks."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports Qt or the Hugging Face libraries.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.tiny_models import build_tiny_causal_lm, build_tiny_idefics3, build_tiny_llava  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "idefics3": build_tiny_idefics3(root / "idefics3"),
+        "llava": build_tiny_llava(root / "llava"),
+        "causal_lm": build_tiny_causal_lm(root / "causal_lm"),
+    }
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "appdata"
+
+
+@pytest.fixture
+def paths(data_dir):
+    from assistant.settings import AppPaths
+
+    return AppPaths.under(data_dir)
+
+
+@pytest.fixture
+def image_file(tmp_path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "red house.png"
+    Image.new("RGB", (100, 60), (200, 30, 30)).save(path)
+    return path
+
+
+@pytest.fixture
+def broken_image(tmp_path) -> Path:
+    """A PNG whose header is fine but whose pixel data is cut off."""
+    from PIL import Image
+
+    good = tmp_path / "whole.png"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(good)
+    data = good.read_bytes()
+    path = tmp_path / "broken.png"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def paced_factory(delay: float = 0.0, min_new_tokens: int = 0) -> Callable:
+    """A backend factory for the production backend, slowed down per token.
+
+    Random tiny models answer in milliseconds; tests that stop a reply mid-way
+    need it to last.  Loading and generation are the production code.
+    """
+    from assistant.backends.transformers_backend import TransformersBackend
+
+    class PacedBackend(TransformersBackend):
+        def generate(self, messages, params, on_text, cancel):
+            def slow(text: str) -> None:
+                if delay:
+                    time.sleep(delay)
+                on_text(text)
+
+            return super().generate(messages, params, slow, cancel)
+
+    def factory(settings, paths):
+        backend = PacedBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
+        if min_new_tokens:
+            backend.generate_kwargs = {"min_new_tokens": min_new_tokens}
+        return backend
+
+    return factory
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a pipeline QThread or a Python thread running."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        qthreads = []
+        if "ui.bridge" in sys.modules:
+            qthreads = sys.modules["ui.bridge"].running_threads()
+        if not leaked and not qthreads:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"test leaked running threads: {leaked + qthreads}")
+        time.sleep(0.05)

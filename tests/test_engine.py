@@ -1,0 +1,263 @@
+"""The engine on its own: no Qt anywhere in these tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from assistant.backends.transformers_backend import TransformersBackend, _StreamToCallback
+from assistant.devices import pick_device, pick_dtype
+from assistant.engine import Engine
+from assistant.errors import ModelLoadError
+from assistant.messages import (
+    ErrorEvent,
+    ErrorKind,
+    ImageInput,
+    ReplyFinished,
+    State,
+    StatusEvent,
+    TokenChunk,
+    UserTurn,
+)
+from assistant.settings import Settings
+from tests.conftest import ROOT, paced_factory
+from tests.tiny_models import IDEFICS3_IMAGE_SEQ_LEN, LLAVA_IMAGE_SEQ_LEN
+
+IMAGE_TOKENS = {"idefics3": IDEFICS3_IMAGE_SEQ_LEN, "llava": LLAVA_IMAGE_SEQ_LEN}
+
+
+def make_engine(model, paths, factory=None, **settings):
+    events: list = []
+    kwargs = {"backend_factory": factory} if factory else {}
+    engine = Engine(Settings(model=str(model), device="cpu", **settings), paths, events.append, **kwargs)
+    return engine, events
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def image_token_count(backend: TransformersBackend) -> int:
+    image_id = backend.tokenizer.convert_tokens_to_ids(backend.processor.image_token)
+    return int((backend.last_inputs["input_ids"] == image_id).sum())
+
+
+def test_engine_runs_without_qt(tiny_models, tmp_path):
+    """A whole turn in a fresh interpreter, which must never import PySide6."""
+    code = (
+        "import sys\n"
+        "from assistant.engine import Engine\n"
+        "from assistant.settings import AppPaths, Settings\n"
+        "from assistant.messages import UserTurn\n"
+        f"e = Engine(Settings(model={str(tiny_models['causal_lm'])!r}, max_new_tokens=3), "
+        f"AppPaths.under({str(tmp_path)!r}), lambda ev: None)\n"
+        "assert e.load() and e.handle_turn(UserTurn('hi'))\n"
+        "import assistant.cli, assistant.hub\n"
+        "qt = [m for m in sys.modules if m.startswith('PySide6') or m == 'ui' or m.startswith('ui.')]\n"
+        "assert not qt, qt\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["idefics3", "llava", "causal_lm"])
+def test_loads_and_streams_a_reply(name, tiny_models, paths):
+    engine, events = make_engine(tiny_models[name], paths, max_new_tokens=12)
+    assert engine.load()
+    assert engine.info.supports_images == (name != "causal_lm")
+    assert engine.info.device == "cpu" and engine.info.dtype == "float32"
+    reply = engine.handle_turn(UserTurn("Describe the weather today."))
+    assert reply is not None and not reply.stopped
+    streamed = "".join(c.text for c in of(events, TokenChunk))
+    assert streamed == reply.text and reply.tokens > 0
+    all_states = [e.state for e in of(events, StatusEvent)]
+    states = [s for i, s in enumerate(all_states) if i == 0 or all_states[i - 1] is not s]
+    assert states[:2] == [State.LOADING, State.READY]
+    assert states[-1] is State.READY and State.THINKING in states
+    if reply.text:
+        assert State.GENERATING in states
+    assert [m.role for m in engine.history] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize("name", ["idefics3", "llava"])
+def test_images_reach_the_model(name, tiny_models, paths, image_file):
+    engine, events = make_engine(tiny_models[name], paths, max_new_tokens=4)
+    assert engine.load()
+    assert engine.handle_turn(UserTurn("What is in this picture?", (ImageInput.from_path(image_file),)))
+    backend = engine.backend
+    assert image_token_count(backend) == IMAGE_TOKENS[name]
+    pixels = backend.last_inputs["pixel_values"]
+    assert pixels.shape[-3] == 3 and pixels.dtype == torch.float32
+
+    # A follow-up question still sees the first image, plus a new pasted one.
+    pasted = ImageInput.from_bytes(image_file.read_bytes(), "pasted")
+    assert engine.handle_turn(UserTurn("And this one?", (pasted,)))
+    assert image_token_count(backend) == 2 * IMAGE_TOKENS[name]
+
+
+@pytest.mark.parametrize("name", ["idefics3", "llava", "causal_lm"])
+def test_typed_special_tokens_stay_text(name, tiny_models, paths):
+    engine, _ = make_engine(tiny_models[name], paths, max_new_tokens=4)
+    assert engine.load()
+    backend = engine.backend
+    tok = backend.tokenizer
+    tricky = "look <image> here <|im_end|> and <end_of_utterance> then </s><fake_token_around_image>"
+    assert engine.handle_turn(UserTurn("plain question"))
+    plain_ids = backend.last_inputs["input_ids"][0].tolist()
+    engine.new_chat()
+    assert engine.handle_turn(UserTurn(tricky))
+    ids = backend.last_inputs["input_ids"][0].tolist()
+    assert "pixel_values" not in backend.last_inputs
+    special = set(tok.all_special_ids) | {tok.convert_tokens_to_ids(t) for t in ("<image>", "<fake_token_around_image>")}
+    special.discard(tok.unk_token_id)
+    # Exactly the same structural tokens as for harmless text: none were injected.
+    assert sorted(i for i in ids if i in special) == sorted(i for i in plain_ids if i in special)
+    # And the model sees the typed characters verbatim.
+    assert tricky in tok.decode(ids, skip_special_tokens=False)
+    # Without the protection the same text would have made special tokens.
+    naive = tok(tricky, add_special_tokens=False)["input_ids"]
+    assert any(i in special for i in naive)
+
+
+def test_history_and_new_chat(tiny_models, paths):
+    engine, _ = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=3)
+    assert engine.load()
+    engine.handle_turn(UserTurn("first question about tokyo"))
+    engine.handle_turn(UserTurn("second question"))
+    prompt = engine.backend.tokenizer.decode(engine.backend.last_inputs["input_ids"][0])
+    assert "first question about tokyo" in prompt and "second question" in prompt
+    assert prompt.count("<|im_start|>user") == 2
+    assert "You are a helpful assistant" in prompt  # the system prompt from the settings
+    engine.new_chat()
+    engine.handle_turn(UserTurn("third"))
+    prompt = engine.backend.tokenizer.decode(engine.backend.last_inputs["input_ids"][0])
+    assert "first question" not in prompt and prompt.count("<|im_start|>user") == 1
+
+
+def test_overlong_history_drops_oldest_exchanges(tiny_models, paths):
+    engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=4)
+    assert engine.load()
+    limit = engine.info.context_length
+    long_text = "word " * (limit // 6)
+    for i in range(6):
+        assert engine.handle_turn(UserTurn(f"turn {i} {long_text}")), of(events, ErrorEvent)
+    assert engine.backend.last_inputs["input_ids"].shape[-1] <= limit
+    assert "turn 5" in engine.history[-2].text and "turn 0" not in engine.history[0].text
+    engine.new_chat()
+    assert engine.handle_turn(UserTurn("x " * (limit * 2))) is None
+    assert "too long" in of(events, ErrorEvent)[-1].message
+
+
+def test_stop_from_another_thread_ends_generation_promptly(tiny_models, paths):
+    engine, events = make_engine(
+        tiny_models["idefics3"], paths, paced_factory(delay=0.01, min_new_tokens=400), max_new_tokens=400
+    )
+    assert engine.load()
+    first_token = threading.Event()
+    timer = {}
+
+    def stopper():
+        while not of(events, TokenChunk):
+            time.sleep(0.005)
+        time.sleep(0.05)
+        timer["stop"] = time.monotonic()
+        engine.cancel()
+        first_token.set()
+
+    threading.Thread(target=stopper, daemon=True).start()
+    reply = engine.handle_turn(UserTurn("tell me a long story"))
+    ended = time.monotonic()
+    assert first_token.is_set()
+    assert reply.stopped and 0 < reply.tokens < 400
+    assert reply.text and reply.text == "".join(c.text for c in of(events, TokenChunk))
+    assert ended - timer["stop"] < 0.5
+    assert engine.history[-1].text == reply.text  # the partial reply stays in the conversation
+    # The engine is usable again at once.
+    again = engine.handle_turn(UserTurn("short one"))
+    assert again is not None and not again.stopped
+
+
+def test_turn_queued_before_stop_is_dropped(tiny_models, paths):
+    engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=3)
+    assert engine.load()
+    epoch = engine.epoch
+    engine.cancel()
+    assert engine.handle_turn(UserTurn("queued earlier"), epoch) is None
+    assert not of(events, ReplyFinished) and engine.history == []
+
+
+def test_bad_model_path_gives_a_clear_error(tmp_path, paths):
+    engine, events = make_engine(tmp_path / "no-such-model", paths)
+    assert not engine.load()
+    error = of(events, ErrorEvent)[-1]
+    assert error.kind is ErrorKind.MODEL_LOAD and "does not exist" in error.message
+    assert of(events, StatusEvent)[-1].state is State.ERROR
+    # A turn without a model reports it instead of crashing.
+    assert engine.handle_turn(UserTurn("hello")) is None
+    assert "No model is loaded" in of(events, ErrorEvent)[-1].message
+
+
+def test_folder_that_is_not_a_model(tmp_path, paths):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text('{"model_type": "bert"}')
+    engine, events = make_engine(tmp_path / "notes", paths)
+    assert not engine.load()
+    assert "cannot chat" in of(events, ErrorEvent)[-1].message or "Could not" in of(events, ErrorEvent)[-1].message
+
+
+def test_uncached_hub_model_offline(paths):
+    engine, events = make_engine("SomeOrg/not-downloaded-model", paths)
+    assert not engine.load()
+    assert "offline" in of(events, ErrorEvent)[-1].message
+
+
+def test_broken_image_is_reported_and_history_kept(tiny_models, paths, broken_image, tmp_path):
+    engine, events = make_engine(tiny_models["idefics3"], paths, max_new_tokens=3)
+    assert engine.load()
+    assert engine.handle_turn(UserTurn("hello"))
+    history = list(engine.history)
+    for bad in (ImageInput.from_path(broken_image), ImageInput.from_path(tmp_path / "missing.jpg"),
+                ImageInput.from_bytes(b"not an image at all", "clip")):
+        assert engine.handle_turn(UserTurn("what is this?", (bad,))) is None
+        error = of(events, ErrorEvent)[-1]
+        assert error.kind is ErrorKind.BAD_INPUT and bad.name in error.message
+    assert engine.history == history
+    assert engine.handle_turn(UserTurn("still there?"))
+
+
+def test_text_only_model_refuses_images_clearly(tiny_models, paths, image_file):
+    engine, events = make_engine(tiny_models["causal_lm"], paths)
+    assert engine.load()
+    assert engine.handle_turn(UserTurn("look", (ImageInput.from_path(image_file),))) is None
+    assert "text only" in of(events, ErrorEvent)[-1].message
+
+
+def test_stream_decoder_never_splits_characters(tiny_models):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["idefics3"])
+    text = "Tokyo 東京は晴れ 🌤️ — naïve café, 12.50 $"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    out: list[str] = []
+    streamer = _StreamToCallback(tok, out.append)
+    streamer.put(torch.tensor([[0]]))  # the prompt, skipped
+    for i in ids:
+        streamer.put(torch.tensor([i]))
+    streamer.end()
+    assert "".join(out) == text
+    assert not any("\ufffd" in piece for piece in out)
+
+
+def test_device_and_dtype_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+    assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+            pick_device("cuda")

@@ -1,0 +1,52 @@
+"""Starting the window: settings, QApplication, main window, clean exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from assistant.cli import paths_from, quiet_libraries, settings_from
+from assistant.settings import APP_NAME, APP_TITLE, load_settings
+
+from .main_window import MainWindow
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+def style_sheet() -> str:
+    try:
+        return (RESOURCES / "style.qss").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_TITLE)
+    app.setWindowIcon(QIcon(str(RESOURCES / "icon.svg")))
+    app.setStyleSheet(style_sheet())
+    return app
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    quiet_libraries(args.verbose)
+    app = create_app()
+    paths = paths_from(args)
+    loaded = load_settings(paths)
+    notice = loaded.warning
+    try:
+        settings = settings_from(args, loaded.settings)
+    except ValueError as exc:
+        settings, notice = loaded.settings, f"Ignored a command-line setting: {exc}"
+    window = MainWindow(settings, paths, startup_notice=notice)
+    window.show()
+    window.bridge.load()  # in the pipeline thread: the window is usable while the model loads
+    code = app.exec()
+    logging.getLogger(__name__).info("exiting with %s", code)
+    return code

@@ -1,0 +1,224 @@
+"""The one bridge between the engine and Qt.
+
+``EngineBridge`` owns a long-lived ``QThread`` with a worker object that owns the
+``Engine`` (and so the model).  Requests go to the worker as queued signals;
+engine events come back as Qt signals on the GUI thread.  Tokens are coalesced:
+the worker appends them to a buffer and the GUI drains it at most once per
+``flush_ms``, so a fast model cannot flood the event loop.  Stop does not queue
+behind the work: it bumps the engine's cancel epoch directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from assistant.engine import BackendFactory, Engine, default_backend_factory
+from assistant.messages import (
+    ErrorEvent,
+    Event,
+    ReplyFinished,
+    State,
+    StatusEvent,
+    TokenChunk,
+    UserTurn,
+)
+from assistant.settings import AppPaths, Settings
+
+log = logging.getLogger(__name__)
+
+_threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+
+
+def running_threads() -> list[QThread]:
+    """Bridge threads still running (tests fail when one leaks)."""
+    return [t for t in list(_threads) if t.isRunning()]
+
+
+class _Worker(QObject):
+    """Lives in the pipeline thread; every slot runs there, one at a time."""
+
+    event = Signal(object)
+    turn_done = Signal(int)
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    @Slot(int)
+    def load(self, epoch: int) -> None:
+        self.engine.load(epoch)
+
+    @Slot(object, int)
+    def apply_settings(self, settings: Settings, epoch: int) -> None:
+        self.engine.apply_settings(settings, epoch)
+
+    @Slot(object, int)
+    def run_turn(self, turn: UserTurn, epoch: int) -> None:
+        try:
+            self.engine.handle_turn(turn, epoch)
+        finally:
+            self.turn_done.emit(turn.id)
+
+    @Slot()
+    def new_chat(self) -> None:
+        self.engine.new_chat()
+
+    @Slot()
+    def unload(self) -> None:
+        self.engine.unload()
+
+
+class EngineBridge(QObject):
+    status_changed = Signal(object)  # StatusEvent
+    tokens = Signal(int, str)  # turn id, coalesced text
+    reply_finished = Signal(object)  # ReplyFinished
+    error = Signal(object)  # ErrorEvent
+    busy_changed = Signal(bool)
+
+    _load = Signal(int)
+    _apply = Signal(object, int)
+    _turn = Signal(object, int)
+    _new_chat = Signal()
+    _unload = Signal()
+    _tokens_pending = Signal()
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: AppPaths,
+        backend_factory: BackendFactory = default_backend_factory,
+        flush_ms: int = 33,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.flush_ms = flush_ms
+        self.status = StatusEvent(State.UNLOADED, model=settings.model, device=settings.device)
+        self._buffer: list[TokenChunk] = []
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self.flush_tokens)
+        self._pending: set[int] = set()
+        self._closed = False
+
+        self.engine = Engine(settings, paths, self._from_engine, backend_factory)
+        self._thread = QThread()
+        self._thread.setObjectName("pipeline")
+        _threads.add(self._thread)
+        self._worker = _Worker(self.engine)
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._load.connect(self._worker.load)
+        self._apply.connect(self._worker.apply_settings)
+        self._turn.connect(self._worker.run_turn)
+        self._new_chat.connect(self._worker.new_chat)
+        self._unload.connect(self._worker.unload)
+        self._worker.event.connect(self._on_event)
+        self._worker.turn_done.connect(self._on_turn_done)
+        self._tokens_pending.connect(self._schedule_flush)
+        self._thread.start()
+
+    # -- requests (GUI thread) -------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def load(self) -> None:
+        self._load.emit(self.engine.epoch)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Switch settings; a different model/device/dtype is reloaded in the background."""
+        self._apply.emit(settings, self.engine.cancel())
+
+    def submit(self, turn: UserTurn) -> None:
+        was_busy = self.busy
+        self._pending.add(turn.id)
+        self._turn.emit(turn, self.engine.epoch)
+        if not was_busy:
+            self.busy_changed.emit(True)
+
+    def stop(self) -> None:
+        """Stop the reply being generated (between two tokens) and any queued turn."""
+        self.engine.cancel()
+
+    def new_chat(self) -> None:
+        self.engine.cancel()
+        self._new_chat.emit()
+
+    def shutdown(self, timeout_ms: int = 2000) -> bool:
+        """Stop work, end the pipeline thread and join it; True when it ended in time."""
+        if self._closed:
+            return True
+        self._closed = True
+        self.engine.cancel()
+        self._unload.emit()
+        self._thread.quit()
+        finished = self._thread.wait(timeout_ms)
+        if not finished:
+            # A model load cannot be interrupted half-way; it ends on its own.
+            log.warning("pipeline thread still busy after %d ms; waiting for it", timeout_ms)
+            finished = self._thread.wait(60_000)
+        self._flush_timer.stop()
+        return finished
+
+    # -- engine → Qt -----------------------------------------------------------------------
+
+    def _from_engine(self, event: Event) -> None:
+        """Called in the pipeline thread for every engine event."""
+        if isinstance(event, TokenChunk):
+            with self._lock:
+                first = not self._buffer
+                self._buffer.append(event)
+            if first:
+                self._tokens_pending.emit()
+        else:
+            self._worker.event.emit(event)
+
+    @Slot()
+    def _schedule_flush(self) -> None:
+        wait = self.flush_ms - (time.monotonic() - self._last_flush) * 1000
+        if wait <= 0:
+            self.flush_tokens()
+        elif not self._flush_timer.isActive():
+            self._flush_timer.start(int(wait) + 1)
+
+    @Slot()
+    def flush_tokens(self) -> None:
+        with self._lock:
+            chunks, self._buffer = self._buffer, []
+        self._last_flush = time.monotonic()
+        if not chunks:
+            return
+        turn_id, parts = chunks[0].turn_id, []
+        for chunk in chunks:
+            if chunk.turn_id != turn_id:
+                self.tokens.emit(turn_id, "".join(parts))
+                turn_id, parts = chunk.turn_id, []
+            parts.append(chunk.text)
+        self.tokens.emit(turn_id, "".join(parts))
+
+    @Slot(object)
+    def _on_event(self, event: Event) -> None:
+        self.flush_tokens()  # everything streamed before this event is shown first
+        if isinstance(event, StatusEvent):
+            self.status = event
+            self.status_changed.emit(event)
+        elif isinstance(event, ReplyFinished):
+            self.reply_finished.emit(event)
+        elif isinstance(event, ErrorEvent):
+            self.error.emit(event)
+
+    @Slot(int)
+    def _on_turn_done(self, turn_id: int) -> None:
+        self.flush_tokens()
+        self._pending.discard(turn_id)
+        if not self._pending:
+            self.busy_changed.emit(False)
+

@@ -1,0 +1,298 @@
+"""The main window: conversation, composer, status line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.engine import BackendFactory, default_backend_factory
+from assistant.messages import ErrorEvent, ErrorKind, ImageInput, ReplyFinished, State, StatusEvent, UserTurn
+from assistant.settings import APP_TITLE, AppPaths, Settings, save_settings
+
+from .bridge import EngineBridge
+from .chat_view import ChatView
+from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
+from .settings_dialog import SettingsDialog
+
+log = logging.getLogger(__name__)
+
+_STATE_TEXT = {
+    State.UNLOADED: "Not loaded",
+    State.LOADING: "Loading model",
+    State.READY: "Ready",
+    State.THINKING: "Thinking…",
+    State.GENERATING: "Generating…",
+    State.ERROR: "Error",
+}
+
+
+def short_model_name(model: str) -> str:
+    return Path(model).name or model
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        settings: Settings,
+        paths: AppPaths,
+        backend_factory: BackendFactory = default_backend_factory,
+        startup_notice: str | None = None,
+        persist_settings: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.paths = paths
+        self.persist_settings = persist_settings
+        self.setWindowTitle(APP_TITLE)
+        self.resize(980, 720)
+        self.setAcceptDrops(True)
+        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self)
+
+        self._build_actions()
+        self._build_body()
+        self._build_status_line()
+
+        self.bridge.status_changed.connect(self.on_status)
+        self.bridge.tokens.connect(self.on_tokens)
+        self.bridge.reply_finished.connect(self.on_reply)
+        self.bridge.error.connect(self.on_error)
+        self.bridge.busy_changed.connect(self.on_busy)
+        self.on_status(self.bridge.status)
+        self.on_busy(False)
+        if startup_notice:
+            self.chat.add_notice(startup_notice, "warning")
+
+    # -- layout ---------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        self.addToolBar(bar)
+        self.new_chat_action = QAction("New chat", self)
+        self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
+        self.new_chat_action.triggered.connect(self.new_chat)
+        self.settings_action = QAction("Model…", self)
+        self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.settings_action.triggered.connect(self.open_settings)
+        self.stop_action = QAction("Stop", self)
+        self.stop_action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        self.stop_action.triggered.connect(self.stop)
+        self.attach_action = QAction("Attach image…", self)
+        self.attach_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.attach_action.triggered.connect(self.choose_images)
+        bar.addAction(self.new_chat_action)
+        bar.addAction(self.settings_action)
+        self.addAction(self.stop_action)
+        self.addAction(self.attach_action)
+
+    def _build_body(self) -> None:
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(8, 4, 8, 8)
+        self.chat = ChatView()
+        column.addWidget(self.chat, 1)
+        self.attachments = Attachments()
+        column.addWidget(self.attachments)
+        row = QHBoxLayout()
+        self.attach_button = QPushButton("📎")
+        self.attach_button.setObjectName("attachButton")
+        self.attach_button.setToolTip("Attach images (Ctrl+O); you can also paste or drop them")
+        self.attach_button.clicked.connect(self.choose_images)
+        self.prompt = PromptEdit()
+        self.prompt.setFixedHeight(84)
+        self.prompt.submitted.connect(self.send)
+        self.prompt.image_pasted.connect(self.attach_qimage)
+        self.prompt.files_pasted.connect(self.attach_files)
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.send_button.setDefault(True)
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setToolTip("Stop the answer (Esc)")
+        self.stop_button.clicked.connect(self.stop)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.prompt, 1)
+        row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
+        column.addLayout(row)
+        self.setCentralWidget(central)
+        self.prompt.setFocus()
+
+    def _build_status_line(self) -> None:
+        status = self.statusBar()
+        self.state_label = QLabel()
+        self.state_label.setObjectName("stateLabel")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.model_label = QLabel()
+        self.model_label.setObjectName("modelLabel")
+        status.addWidget(self.state_label, 1)
+        status.addWidget(self.progress)
+        status.addPermanentWidget(self.model_label)
+
+    # -- engine events ----------------------------------------------------------------
+
+    @Slot(object)
+    def on_status(self, event: StatusEvent) -> None:
+        text = _STATE_TEXT[event.state]
+        if event.state in (State.LOADING, State.ERROR) and event.detail:
+            text = f"{text}: {event.detail}"
+        elif event.state is State.READY and event.detail and event.detail != "Ready":
+            text = f"Ready — {event.detail}"
+        self.state_label.setText(text)
+        self.state_label.setProperty("state", event.state.name.lower())
+        self.state_label.style().unpolish(self.state_label)
+        self.state_label.style().polish(self.state_label)
+        if event.state is State.LOADING:
+            self.progress.show()
+            if event.progress is None:
+                self.progress.setRange(0, 0)  # busy indicator
+            else:
+                self.progress.setRange(0, 1000)
+                self.progress.setValue(int(event.progress * 1000))
+        else:
+            self.progress.hide()
+        self.model_label.setText(f"{short_model_name(event.model)} · {event.device}")
+        self.model_label.setToolTip(event.model)
+
+    @Slot(int, str)
+    def on_tokens(self, turn_id: int, text: str) -> None:
+        message = self.chat.message("assistant", turn_id)
+        if message is not None:
+            message.append(text)
+
+    @Slot(object)
+    def on_reply(self, reply: ReplyFinished) -> None:
+        message = self.chat.message("assistant", reply.turn_id)
+        if message is None:
+            return
+        if message.text != reply.text:
+            message.set_text(reply.text)
+        if reply.stopped:
+            message.finish("stopped", "Stopped — the partial reply is kept.")
+        else:
+            message.finish("done")
+
+    @Slot(object)
+    def on_error(self, error: ErrorEvent) -> None:
+        message = self.chat.message("assistant", error.turn_id) if error.turn_id is not None else None
+        if message is None:
+            hint = " Choose another model with Model… (Ctrl+,)." if error.kind is ErrorKind.MODEL_LOAD else ""
+            self.chat.add_notice(error.message + hint, "error")
+            return
+        if error.partial_text and message.text != error.partial_text:
+            message.set_text(error.partial_text)
+        message.finish("failed", error.message)
+
+    @Slot(bool)
+    def on_busy(self, busy: bool) -> None:
+        self.send_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
+        self.stop_button.setEnabled(busy)
+
+    # -- user actions -----------------------------------------------------------------
+
+    @Slot()
+    def send(self) -> None:
+        if self.bridge.busy:
+            return  # one question at a time; Stop ends the current answer
+        text = self.prompt.toPlainText()
+        if not text.strip() and not self.attachments.items:
+            return
+        items = self.attachments.take()
+        turn = UserTurn(text.strip(), tuple(image for image, _ in items))
+        self.chat.add_user(turn.id, turn.text, [(image.name, preview) for image, preview in items])
+        self.chat.add_assistant(turn.id)
+        self.prompt.clear()
+        self.bridge.submit(turn)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.bridge.busy:
+            self.bridge.stop()
+
+    @Slot()
+    def new_chat(self) -> None:
+        self.bridge.new_chat()
+        self.chat.clear()
+        self.attachments.take()
+        self.prompt.clear()
+        self.prompt.setFocus()
+
+    @Slot()
+    def choose_images(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Attach images", "", "Images (*.png *.jpg *.jpeg *.gif *.bmp *.webp *.tif *.tiff);;All files (*)"
+        )
+        self.attach_files(files)
+
+    @Slot(list)
+    def attach_files(self, files: list[str]) -> None:
+        for path in files:
+            problem = readable_image(path)
+            if problem:
+                self.chat.add_notice(problem, "error")
+                continue
+            preview = QImage(path)
+            self.attachments.add(ImageInput.from_path(path), None if preview.isNull() else preview)
+
+    @Slot(QImage)
+    def attach_qimage(self, image: QImage) -> None:
+        if image.isNull():
+            return
+        count = sum(1 for item, _ in self.attachments.items if item.path is None) + 1
+        self.attachments.add(ImageInput.from_bytes(png_bytes(image), f"pasted image {count}"), image.copy())
+
+    @Slot()
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+            return
+        self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        if self.persist_settings:
+            try:
+                save_settings(self.paths, settings)
+            except OSError as exc:
+                self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
+        self.bridge.apply_settings(settings)
+
+    # -- drag and drop, closing ------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        mime = event.mimeData()
+        if image_paths(mime) or mime.hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        mime = event.mimeData()
+        files = image_paths(mime)
+        if files:
+            self.attach_files(files)
+        elif mime.hasImage():
+            self.attach_qimage(QImage(mime.imageData()))
+        event.acceptProposedAction()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.bridge.shutdown()
+        event.accept()
