@@ -45,6 +45,7 @@ def run_gui(args: argparse.Namespace) -> int:
     except ValueError as exc:
         settings, notice = loaded.settings, f"Ignored a command-line setting: {exc}"
     window = MainWindow(settings, paths, startup_notice=notice)
+    app.aboutToQuit.connect(window.bridge.shutdown)  # quitting without closing the window
     window.show()
     window.bridge.load()  # in the pipeline thread: the window is usable while the model loads
     code = app.exec()

@@ -1,0 +1,271 @@
+"""The real window, driven with qtbot, running the real pipeline on tiny models."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import QMimeData, Qt, QUrl
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
+
+from assistant.messages import State
+from assistant.settings import Settings, load_settings
+from tests.conftest import paced_factory
+from ui.bridge import EngineBridge
+from ui.chat_view import markdown_to_html
+from ui.main_window import MainWindow
+
+
+@pytest.fixture
+def open_window(qtbot, paths):
+    """Open a window on ``model`` and wait until the model is loaded (or failed)."""
+    windows = []
+
+    def open_(model, factory=None, wait_for=State.READY, **settings):
+        kwargs = {"backend_factory": factory} if factory else {}
+        window = MainWindow(Settings(model=str(model), device="cpu", **settings), paths, **kwargs)
+        windows.append(window)
+        window.show()
+        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
+                              check_params_cb=lambda e: e.state is wait_for):
+            window.bridge.load()
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()  # as the user closing it: joins the pipeline thread
+        assert window.bridge._thread.isFinished()
+        window.deleteLater()
+
+
+def send(qtbot, window, text: str) -> None:
+    window.prompt.setFocus()
+    qtbot.keyClicks(window.prompt, text)
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
+
+
+def wait_idle(qtbot, window, timeout=20_000) -> None:
+    qtbot.waitUntil(lambda: not window.bridge.busy, timeout=timeout)
+
+
+def test_type_send_and_read_the_streamed_reply(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["idefics3"], max_new_tokens=24)
+    assert "Ready" in window.state_label.text()
+    assert "idefics3" in window.model_label.text() and "cpu" in window.model_label.text()
+    replies = []
+    window.bridge.reply_finished.connect(replies.append)
+    send(qtbot, window, "What is the weather like?")
+    assert window.prompt.toPlainText() == ""  # the input is cleared on send
+    assert window.stop_button.isVisible() and not window.send_button.isVisible()
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: bool(replies), timeout=5000)
+    user, assistant = window.chat.messages
+    assert user.role == "user" and user.text == "What is the weather like?"
+    assert assistant.role == "assistant" and assistant.state == "done"
+    assert assistant.text == replies[0].text and replies[0].tokens > 0
+    assert window.state_label.text() == "Ready"
+    assert window.send_button.isVisible() and not window.stop_button.isVisible()
+
+
+def test_shift_enter_makes_a_new_line_and_empty_input_sends_nothing(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["causal_lm"], max_new_tokens=4)
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
+    assert window.chat.messages == [] and not window.bridge.busy
+    qtbot.keyClicks(window.prompt, "line one")
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.prompt, "line two")
+    assert window.prompt.toPlainText() == "line one\nline two" and window.chat.messages == []
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
+    wait_idle(qtbot, window)
+    assert window.chat.messages[0].text == "line one\nline two"
+
+
+def test_attached_image_reaches_the_model(qtbot, open_window, tiny_models, image_file):
+    window = open_window(tiny_models["llava"], max_new_tokens=4)
+    window.attach_files([str(image_file)])
+    assert len(window.attachments.items) == 1 and window.attachments.isVisible()
+    send(qtbot, window, "What is in this picture?")
+    wait_idle(qtbot, window)
+    backend = window.bridge.engine.backend
+    image_id = backend.tokenizer.convert_tokens_to_ids("<image>")
+    assert int((backend.last_inputs["input_ids"] == image_id).sum()) == 16
+    assert tuple(backend.last_inputs["pixel_values"].shape) == (1, 3, 32, 32)
+    user = window.chat.messages[0]
+    assert user.image_names == [image_file.name]
+    assert window.attachments.items == [] and not window.attachments.isVisible()
+
+
+def test_paste_and_drop_attach_images(qtbot, open_window, tiny_models, image_file):
+    window = open_window(tiny_models["idefics3"], max_new_tokens=4)
+    mime = QMimeData()
+    image = QImage(40, 30, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.blue)
+    mime.setImageData(image)
+    window.prompt.insertFromMimeData(mime)  # what Ctrl+V does with an image on the clipboard
+    dropped = QMimeData()
+    dropped.setUrls([QUrl.fromLocalFile(str(image_file))])
+    window.prompt.insertFromMimeData(dropped)
+    text = QMimeData()
+    text.setHtml("<b>bold</b>")
+    text.setText("bold")
+    window.prompt.insertFromMimeData(text)
+    assert window.prompt.toPlainText() == "bold"
+    names = [item.name for item, _ in window.attachments.items]
+    assert names == ["pasted image 1", image_file.name]
+    send(qtbot, window, " - what are these?")
+    wait_idle(qtbot, window)
+    backend = window.bridge.engine.backend
+    image_id = backend.tokenizer.convert_tokens_to_ids("<image>")
+    assert int((backend.last_inputs["input_ids"] == image_id).sum()) == 2 * 16
+
+
+def test_stop_mid_generation_keeps_the_partial_reply(qtbot, open_window, tiny_models):
+    window = open_window(
+        tiny_models["idefics3"], paced_factory(delay=0.02, min_new_tokens=500), max_new_tokens=500
+    )
+    send(qtbot, window, "Tell me a very long story")
+    qtbot.waitUntil(lambda: bool(window.chat.messages[-1].text), timeout=10_000)
+    qtbot.wait(150)
+    started = time.monotonic()
+    qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=2000)
+    assert time.monotonic() - started < 1.0
+    reply = window.chat.messages[-1]
+    assert reply.state == "stopped" and reply.text
+    assert "Stopped" in reply.footer.text()
+    assert window.bridge.engine.history[-1].text == reply.text
+    # The next question is answered normally.
+    window.bridge.engine.backend.generate_kwargs = {}
+    send(qtbot, window, "short please")
+    wait_idle(qtbot, window)
+    assert window.chat.messages[-1].state == "done"
+
+
+def test_escape_stops_too(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["causal_lm"], paced_factory(delay=0.02, min_new_tokens=300), max_new_tokens=300)
+    send(qtbot, window, "go on and on")
+    qtbot.waitUntil(lambda: bool(window.chat.messages[-1].text), timeout=10_000)
+    window.stop_action.trigger()  # the Escape shortcut's action
+    wait_idle(qtbot, window, timeout=2000)
+    assert window.chat.messages[-1].state == "stopped"
+
+
+def test_bad_model_path_shows_an_error_and_the_app_recovers(qtbot, open_window, tiny_models, tmp_path):
+    window = open_window(tmp_path / "missing-model", wait_for=State.ERROR)
+    assert window.state_label.text().startswith("Error") and "does not exist" in window.state_label.text()
+    assert any("does not exist" in n.text() for n in window.chat.notices)
+    send(qtbot, window, "hello?")
+    wait_idle(qtbot, window)
+    assert window.chat.messages[-1].state == "failed"
+    assert "No model is loaded" in window.chat.messages[-1].footer.text()
+    # Choosing a real model (what the Model… dialog does) makes it work.
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
+                          check_params_cb=lambda e: e.state is State.READY):
+        window.apply_settings(window.settings.replace(model=str(tiny_models["causal_lm"]), max_new_tokens=4))
+    send(qtbot, window, "hello again")
+    wait_idle(qtbot, window)
+    assert window.chat.messages[-1].state == "done"
+    assert window.chat.messages[0].text == "hello?"  # nothing earlier was lost
+    assert load_settings(window.paths).settings.model == str(tiny_models["causal_lm"])
+
+
+def test_broken_image_gives_a_clear_error_and_keeps_the_chat(qtbot, open_window, tiny_models, broken_image, tmp_path):
+    window = open_window(tiny_models["idefics3"], max_new_tokens=4)
+    send(qtbot, window, "first question")
+    wait_idle(qtbot, window)
+    first_reply = window.chat.messages[1].text
+    window.attach_files([str(broken_image)])  # its header looks fine: it fails when decoded
+    send(qtbot, window, "what is this?")
+    wait_idle(qtbot, window)
+    failed = window.chat.messages[-1]
+    assert failed.state == "failed" and "broken.png" in failed.footer.text()
+    # A file that is not an image at all is refused when attached.
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("just text")
+    window.attach_files([str(not_image)])
+    assert window.attachments.items == []
+    assert "notes.png" in window.chat.notices[-1].text()
+    assert [m.text for m in window.chat.messages[:2]] == ["first question", first_reply]
+    send(qtbot, window, "still working?")
+    wait_idle(qtbot, window)
+    assert window.chat.messages[-1].state == "done"
+    assert [m.text for m in window.bridge.engine.history if m.role == "user"] == ["first question", "still working?"]
+
+
+def test_special_tokens_typed_in_the_window_stay_text(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["idefics3"], max_new_tokens=4)
+    typed = "hi <image> <end_of_utterance> <|im_end|>"
+    send(qtbot, window, typed)
+    wait_idle(qtbot, window)
+    assert window.chat.messages[-1].state == "done"
+    backend = window.bridge.engine.backend
+    ids = backend.last_inputs["input_ids"]
+    assert "pixel_values" not in backend.last_inputs
+    assert int((ids == backend.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 0
+    eou = backend.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    assert int((ids == eou).sum()) == 2  # only the template's own: after the system prompt and the user turn
+    assert window.chat.messages[0].body.text() == typed  # shown literally, not as markup
+
+
+def test_new_chat_clears_view_and_model_history(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["causal_lm"], max_new_tokens=3)
+    send(qtbot, window, "remember tokyo")
+    wait_idle(qtbot, window)
+    window.new_chat_action.trigger()
+    qtbot.waitUntil(lambda: window.bridge.engine.history == [], timeout=5000)
+    assert window.chat.messages == []
+    send(qtbot, window, "what did I say?")
+    wait_idle(qtbot, window)
+    prompt = window.bridge.engine.backend.tokenizer.decode(window.bridge.engine.backend.last_inputs["input_ids"][0])
+    assert "tokyo" not in prompt
+
+
+def test_closing_during_generation_joins_the_thread(qtbot, paths, tiny_models):
+    window = MainWindow(
+        Settings(model=str(tiny_models["idefics3"]), max_new_tokens=1500),
+        paths,
+        backend_factory=paced_factory(delay=0.01, min_new_tokens=1500),
+    )
+    window.show()
+    window.bridge.load()
+    qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=30_000)
+    send(qtbot, window, "a long answer please")
+    qtbot.waitUntil(lambda: bool(window.chat.messages[-1].text), timeout=10_000)
+    thread = window.bridge._thread
+    started = time.monotonic()
+    window.close()
+    elapsed = time.monotonic() - started
+    assert thread.isFinished() and elapsed < 2.0
+    window.deleteLater()
+
+
+def test_tokens_are_coalesced(qtbot, paths, tiny_models):
+    bridge = EngineBridge(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=300), paths,
+                          backend_factory=paced_factory(min_new_tokens=300), flush_ms=50)
+    try:
+        emissions = []
+        bridge.tokens.connect(lambda turn_id, text: emissions.append(text))
+        with qtbot.waitSignal(bridge.status_changed, timeout=30_000, check_params_cb=lambda e: e.state is State.READY):
+            bridge.load()
+        from assistant.messages import UserTurn
+
+        finished = []
+        bridge.reply_finished.connect(finished.append)
+        started = time.monotonic()
+        bridge.submit(UserTurn("count"))
+        qtbot.waitUntil(lambda: bool(finished), timeout=20_000)
+        elapsed = time.monotonic() - started
+        assert finished[0].tokens == 300
+        assert "".join(emissions) == finished[0].text
+        assert len(emissions) <= elapsed * 1000 / 50 + 2 < 300
+    finally:
+        assert bridge.shutdown()
+
+
+def test_markdown_rendering():
+    html = markdown_to_html("**bold** and `x = 1`\n\n```python\nprint('hi')\n```\n\n<script>alert(1)</script>")
+    assert "font-weight" in html and "print(&#x27;hi&#x27;)" in html or "print('hi')" in html
+    assert "monospace" in html.lower() or "courier" in html.lower()
+    assert "&lt;script&gt;" in html  # raw HTML from the model is shown, not interpreted
+    QApplication.processEvents()
