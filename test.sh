@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set everything up and run the whole test suite (headless: Qt runs offscreen).
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/setup.sh test
+py=python; [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] && py=.venv/bin/python
+export QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1
+"$(dirname "$py")/lint-imports" --no-cache
+exec "$py" -m pytest "$@"
