@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QImage, QPixmap, QTextDocument
+from PySide6.QtGui import QFont, QImage, QPixmap, QTextDocument
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,11 +19,17 @@ THUMB = 96
 _MD = QTextDocument.MarkdownFeature
 
 
-def markdown_to_html(text: str) -> str:
-    """GitHub-flavoured markdown to Qt rich text; raw HTML in the text stays text."""
+def markdown_to_html(text: str, font: QFont | None = None) -> str:
+    """GitHub-flavoured markdown to Qt rich text; raw HTML in the text stays text.
+
+    Code (inline and blocks) comes out in the monospace family; blocks get a
+    shaded background.
+    """
     doc = QTextDocument()
+    if font is not None:
+        doc.setDefaultFont(font)
     doc.setMarkdown(text, _MD(_MD.MarkdownDialectGitHub.value | _MD.MarkdownNoHTML.value))
-    return doc.toHtml()
+    return doc.toHtml().replace("<pre style=\"", "<pre style=\" background-color:#eef1f5;")
 
 
 def thumbnail(image: QImage | None, size: int = THUMB) -> QPixmap:
@@ -86,7 +92,7 @@ class MessageWidget(QFrame):
             self.body.setText(text)
             self.body.setVisible(bool(text))
         else:
-            self.body.setText(markdown_to_html(text) if text else "")
+            self.body.setText(markdown_to_html(text, self.body.font()) if text else "")
 
     def append(self, text: str) -> None:
         self.set_text(self.text + text)
