@@ -139,7 +139,7 @@ class ChatView(QScrollArea):
             self.verticalScrollBar().setValue(maximum)
 
     def _add(self, widget: QWidget) -> None:
-        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self._layout.addWidget(widget)  # the stretch above keeps a short chat at the bottom
         self._follow = True
         QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
 

@@ -109,7 +109,7 @@ class MainWindow(QMainWindow):
         self.attachments = Attachments()
         column.addWidget(self.attachments)
         row = QHBoxLayout()
-        self.attach_button = QPushButton("📎")
+        self.attach_button = QPushButton("Image…")
         self.attach_button.setObjectName("attachButton")
         self.attach_button.setToolTip("Attach images (Ctrl+O); you can also paste or drop them")
         self.attach_button.clicked.connect(self.choose_images)
