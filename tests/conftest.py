@@ -69,6 +69,47 @@ def broken_image(tmp_path) -> Path:
     return path
 
 
+def failing_factory(after_chunks: int) -> Callable:
+    """The production backend, with a model that crashes after a few streamed chunks."""
+    from assistant.backends.transformers_backend import TransformersBackend
+
+    class CrashingModel:
+        def __init__(self, model):
+            self._model = model
+
+        def __getattr__(self, name):
+            return getattr(self._model, name)
+
+        def generate(self, **kwargs):
+            streamer = kwargs["streamer"]
+            original = streamer.on_text
+            seen = [0]
+
+            def counting(text):
+                original(text)
+                seen[0] += 1
+                if seen[0] >= after_chunks:
+                    raise RuntimeError("CUDA error: device-side assert triggered")
+
+            streamer.on_text = counting
+            return self._model.generate(**kwargs)
+
+    def factory(settings, paths):
+        backend = TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
+        backend.generate_kwargs = {"min_new_tokens": 50}
+        load = backend.load
+
+        def load_then_break(progress, cancel):
+            info = load(progress, cancel)
+            backend.model = CrashingModel(backend.model)
+            return info
+
+        backend.load = load_then_break
+        return backend
+
+    return factory
+
+
 def paced_factory(delay: float = 0.0, min_new_tokens: int = 0) -> Callable:
     """A backend factory for the production backend, slowed down per token.
 

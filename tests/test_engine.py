@@ -261,3 +261,34 @@ def test_device_and_dtype_choice():
         assert pick_device("auto").type in ("cpu", "mps")
         with pytest.raises(ModelLoadError, match="no CUDA GPU"):
             pick_device("cuda")
+
+
+def test_settings_round_trip_and_validation(tmp_path):
+    from assistant.settings import AppPaths, SettingsError, load_settings, save_settings
+
+    paths = AppPaths.under(tmp_path / "d")
+    assert paths.settings_file == (tmp_path / "d" / "config" / "settings.json").resolve()
+    assert load_settings(paths).settings == Settings()  # no file yet: defaults
+    custom = Settings(model="org/model", device="cpu", dtype="bfloat16", max_new_tokens=77, temperature=0.7,
+                      system_prompt="Réponds en français 🙂", extra={"camera": {"index": 1}})
+    save_settings(paths, custom)
+    loaded = load_settings(paths).settings
+    assert loaded == custom and loaded.extra == {"camera": {"index": 1}}  # other features' keys survive
+    with pytest.raises(SettingsError):
+        Settings(device="tpu")
+    with pytest.raises(SettingsError):
+        Settings(max_new_tokens=0)
+
+
+@pytest.mark.parametrize("content", ["{not json", '["a list"]', '{"device": "tpu"}'])
+def test_broken_settings_file_is_kept_aside(tmp_path, content):
+    from assistant.settings import AppPaths, load_settings
+
+    paths = AppPaths.under(tmp_path)
+    paths.settings_file.parent.mkdir(parents=True)
+    paths.settings_file.write_text(content)
+    loaded = load_settings(paths)
+    assert loaded.settings == Settings() and "unusable" in loaded.warning
+    backups = list(paths.config.glob("settings.json.broken-*"))
+    assert len(backups) == 1 and backups[0].read_text() == content
+    assert not paths.settings_file.exists()

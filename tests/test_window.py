@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from assistant.messages import State
 from assistant.settings import Settings, load_settings
-from tests.conftest import paced_factory
+from tests.conftest import failing_factory, paced_factory
 from ui.bridge import EngineBridge
 from ui.chat_view import markdown_to_html
 from ui.main_window import MainWindow
@@ -191,6 +191,18 @@ def test_broken_image_gives_a_clear_error_and_keeps_the_chat(qtbot, open_window,
     wait_idle(qtbot, window)
     assert window.chat.messages[-1].state == "done"
     assert [m.text for m in window.bridge.engine.history if m.role == "user"] == ["first question", "still working?"]
+
+
+def test_generation_failure_keeps_the_partial_reply(qtbot, open_window, tiny_models):
+    window = open_window(tiny_models["idefics3"], failing_factory(after_chunks=5), max_new_tokens=50)
+    send(qtbot, window, "first try")
+    wait_idle(qtbot, window)
+    failed = window.chat.messages[-1]
+    assert failed.state == "failed" and failed.text  # what had streamed is still shown
+    assert "failed while answering" in failed.footer.text() and "device-side assert" in failed.footer.text()
+    assert window.state_label.text().startswith("Ready")
+    assert window.bridge.engine.history == []  # a failed turn does not poison the model's context
+    assert window.send_button.isVisible()
 
 
 def test_special_tokens_typed_in_the_window_stay_text(qtbot, open_window, tiny_models):
