@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -68,6 +69,7 @@ class _DownloadMeter:
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._last_report = 0.0
+        self._fraction = 0.0
 
     def tqdm_class(self) -> type:
         meter = self
@@ -90,20 +92,38 @@ class _DownloadMeter:
         return _Bar
 
     def report(self, done: float, total: float | None) -> None:
-        now = time.monotonic()
+        # Called from huggingface_hub's worker threads, by two bars (network and disk bytes)
+        # whose total grows as each file starts (8 at a time): serialize, never go backwards,
+        # and leave 100 % to resolve_model, once every file is in.
         with self._lock:
-            if now - self._last_report < 0.2 and not (total and done >= total):
+            now = time.monotonic()
+            if now - self._last_report < 0.2:
                 return
             self._last_report = now
-        elapsed = max(now - self.started, 1e-6)
-        speed = done / elapsed
-        if total:
-            left = (total - done) / speed if speed > 0 else float("inf")
-            eta = f", {left:.0f} s left" if left != float("inf") else ""
-            detail = f"Downloading {self.model}: {human_bytes(done)} of {human_bytes(total)} ({human_bytes(speed)}/s{eta})"
-            self.progress(Progress("download", min(done / total, 1.0), detail))
-        else:
-            self.progress(Progress("download", None, f"Downloading {self.model}: {human_bytes(done)}"))
+            elapsed = max(now - self.started, 1e-6)
+            speed = done / elapsed
+            if total:
+                self._fraction = max(self._fraction, min(done / total, 0.99))
+                left = (total - done) / speed if speed > 0 else float("inf")
+                eta = f", {left:.0f} s left" if left != float("inf") else ""
+                detail = f"Downloading {self.model}: {human_bytes(done)} of {human_bytes(total)} ({human_bytes(speed)}/s{eta})"
+                self.progress(Progress("download", self._fraction, detail))
+            else:
+                self.progress(Progress("download", None, f"Downloading {self.model}: {human_bytes(done)}"))
+
+    def finished(self) -> None:
+        self.progress(Progress("download", 1.0, f"Downloading {self.model}: done"))
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport errors of the HTTP client huggingface_hub uses (httpx2 for 2.x, httpx for 1.x)."""
+    found = []
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def resolve_model(
@@ -145,6 +165,11 @@ def resolve_model(
             f"Model '{model}' is not downloaded yet and offline mode is on (HF_HUB_OFFLINE); "
             "connect to the internet once or choose a local model folder."
         )
+    from huggingface_hub import constants
+
+    # Progress and cancellation are checked once per chunk: keep chunks at 1 MB
+    # (the library's default is 10 MB, which makes Cancel slow on a slow line).
+    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
     meter = _DownloadMeter(model, progress, cancel)
     progress(Progress("download", None, f"Downloading {model}…"))
     try:
@@ -168,7 +193,15 @@ def resolve_model(
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"Downloading model '{model}' failed: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
-        raise ModelLoadError(f"Downloading model '{model}' failed: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc).splitlines()[0]
+        raise ModelLoadError(f"Downloading model '{model}' failed: {reason}") from None
+    except _network_errors() as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(
+            f"Downloading model '{model}' failed: the connection to the Hugging Face hub was lost ({reason}). "
+            "Check the connection and try again."
+        ) from None
+    meter.finished()
     folder = Path(path)
     if not _complete(folder):
         raise ModelLoadError(f"Model '{model}' has no safetensors weights that this app can load.")

@@ -34,6 +34,8 @@ import hashlib
 import json
 import re
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -131,10 +133,8 @@ class _Server(ThreadingHTTPServer):
         return not self.hub.down  # "down": accept, then hang up without a word
 
     def handle_error(self, request, client_address) -> None:
-        import sys
-
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        if isinstance(exc, OSError):
             return  # the client went away (a cancelled download): not the server's problem
         self.hub.errors.append(exc)
 
@@ -391,8 +391,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             if reset:
-                import struct
-
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
             else:

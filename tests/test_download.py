@@ -282,12 +282,6 @@ def test_server_dropped_mid_download_then_retry_works(hub, paths, reset):
 
 
 @DROPS
-@pytest.mark.xfail(
-    strict=True,
-    reason="assistant/hub.py does not turn huggingface_hub's transport errors (httpx2.RemoteProtocolError, "
-    "ReadError) into ModelLoadError: Engine.load logs a traceback and says 'Could not load model ...: "
-    "Server disconnected without sending a response.'",
-)
 def test_dropped_download_is_reported_clearly(hub, paths, caplog, reset):
     caplog.set_level(logging.DEBUG, logger="assistant")
     hub.fail_after(100_000, path="model.safetensors", then_down=True, reset=reset)
@@ -318,12 +312,6 @@ def test_brief_drop_is_resumed_with_a_range_request(hub, paths):
     assert (snapshot_dir(paths, hub) / "model.safetensors").read_bytes() == weights.read()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assistant/hub.py _DownloadMeter: huggingface_hub adds a file's size to the bars' total only when "
-    "that file's GET starts (8 workers at a time), two byte bars report to the meter, and reports come from "
-    "several threads, so the fraction jumps back and reaches 1.0 before the end",
-)
 def test_progress_only_goes_forward(tiny_models, paths, monkeypatch):
     """Download progress only ever increases, and reaches 1.0 once, at the end.
 

@@ -281,3 +281,23 @@ def test_markdown_rendering():
     assert "monospace" in html.lower() or "courier" in html.lower()
     assert "&lt;script&gt;" in html  # raw HTML from the model is shown, not interpreted
     QApplication.processEvents()
+
+
+def test_status_line_shows_download_progress(qtbot, paths, tiny_models):
+    from assistant.messages import StatusEvent
+
+    window = MainWindow(Settings(model="HuggingFaceTB/SmolVLM-256M-Instruct"), paths)
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        detail = "Downloading HuggingFaceTB/SmolVLM-256M-Instruct: 210.0 MB of 500.0 MB (21.0 MB/s, 14 s left)"
+        window.on_status(StatusEvent(State.LOADING, detail, 0.42, model="HuggingFaceTB/SmolVLM-256M-Instruct", device="auto"))
+        assert window.progress.isVisible() and window.progress.value() == 420
+        assert window.state_label.text() == f"Loading model: {detail}"
+        assert window.model_label.text() == "SmolVLM-256M-Instruct · auto"
+        window.on_status(StatusEvent(State.LOADING, "Loading …", None))
+        assert window.progress.maximum() == 0  # an indeterminate bar while the total is unknown
+        window.on_status(StatusEvent(State.READY, "Ready", model="m", device="cpu"))
+        assert not window.progress.isVisible() and window.state_label.text() == "Ready"
+    finally:
+        window.close()
