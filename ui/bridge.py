@@ -74,6 +74,8 @@ class _Worker(QObject):
 
 
 class EngineBridge(QObject):
+    UPDATE_COST_FACTOR = 20  # at most ~5 % of the GUI thread goes to showing tokens
+
     status_changed = Signal(object)  # StatusEvent
     tokens = Signal(int, str)  # turn id, coalesced text
     reply_finished = Signal(object)  # ReplyFinished
@@ -101,6 +103,7 @@ class EngineBridge(QObject):
         self._buffer: list[TokenChunk] = []
         self._lock = threading.Lock()
         self._last_flush = 0.0
+        self._interval_ms = float(flush_ms)
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self.flush_tokens)
@@ -183,7 +186,7 @@ class EngineBridge(QObject):
 
     @Slot()
     def _schedule_flush(self) -> None:
-        wait = self.flush_ms - (time.monotonic() - self._last_flush) * 1000
+        wait = self._interval_ms - (time.monotonic() - self._last_flush) * 1000
         if wait <= 0:
             self.flush_tokens()
         elif not self._flush_timer.isActive():
@@ -203,6 +206,10 @@ class EngineBridge(QObject):
                 turn_id, parts = chunk.turn_id, []
             parts.append(chunk.text)
         self.tokens.emit(turn_id, "".join(parts))
+        # Pace updates by what they cost: re-rendering a long reply must not take
+        # more than a few percent of the time (the GUI shares the CPU with the model).
+        cost_ms = (time.monotonic() - self._last_flush) * 1000
+        self._interval_ms = max(self.flush_ms, min(cost_ms * self.UPDATE_COST_FACTOR, 250.0))
 
     @Slot(object)
     def _on_event(self, event: Event) -> None:
