@@ -1,15 +1,119 @@
-"""Multimodal Assistant: ``python main.py`` opens the window; ``--ask`` answers once on the command line."""
+"""Multimodal Assistant: ``python main.py`` opens the window; ``--ask`` answers once on the command line.
+
+``--ask`` uses the same engine as the window, without Qt: the answer streams to
+stdout; progress and errors go to stderr.  A failure prints one clear line to
+stderr (no traceback) and exits non-zero.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+from assistant.errors import BadInputError
+from assistant.messages import ErrorEvent, ImageInput, ReplyFinished, State, StatusEvent, TokenChunk, UserTurn
+from assistant.options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    build_parser,
+    check_args,
+    paths_from,
+    quiet_libraries,
+    settings_from,
+)
+from assistant.settings import SettingsError, load_settings
+
+
+class _ConsoleProgress:
+    """Download progress on stderr: one updating line on a terminal, sparse lines otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_line = ""
+        self.last_decile = -1
+
+    def show(self, event: StatusEvent) -> None:
+        if event.state is not State.LOADING or not event.detail.startswith("Downloading"):
+            return
+        if self.tty:
+            self.stream.write("\r" + event.detail[:120].ljust(len(self.last_line)))
+            self.last_line = event.detail[:120]
+        else:
+            decile = int((event.progress or 0) * 10)
+            if decile != self.last_decile:
+                self.last_decile = decile
+                self.stream.write(event.detail + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and self.last_line:
+            self.stream.write("\n")
+            self.last_line = ""
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from assistant.engine import Engine
+    from assistant.images import load_image
+
+    quiet_libraries(args.verbose)
+    question = sys.stdin.read() if args.ask == "-" else args.ask
+    images = tuple(ImageInput.from_path(p) for p in args.image)
+    try:
+        for image in images:  # fail before a slow model load
+            load_image(image)
+        paths = paths_from(args)
+        loaded = load_settings(paths)
+        if loaded.warning:
+            print(f"warning: {loaded.warning}", file=sys.stderr)
+        settings = settings_from(args, loaded.settings)
+    except (BadInputError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not question.strip() and not images:
+        print("error: --ask needs a question (or an --image).", file=sys.stderr)
+        return EXIT_USAGE
+
+    errors: list[str] = []
+    progress = _ConsoleProgress()
+    out = sys.stdout
+
+    def emit(event) -> None:
+        if isinstance(event, TokenChunk):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, StatusEvent):
+            progress.show(event)
+        elif isinstance(event, ErrorEvent):
+            errors.append(event.message)
+        elif isinstance(event, ReplyFinished):
+            out.write("\n")
+            out.flush()
+
+    engine = Engine(settings, paths, emit)
+    try:
+        ok = engine.load()
+        progress.done()
+        if not ok:
+            print(f"error: {errors[-1] if errors else 'the model could not be loaded.'}", file=sys.stderr)
+            return EXIT_FAILED
+        reply = engine.handle_turn(UserTurn(question, images))
+    except KeyboardInterrupt:
+        engine.cancel()
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        engine.unload()
+    if reply is None:
+        print(f"error: {errors[-1] if errors else 'no answer was produced.'}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.cli import EXIT_USAGE, build_parser, check_args, run_ask
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     problem = check_args(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

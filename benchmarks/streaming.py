@@ -184,7 +184,7 @@ def main() -> int:
 
     from PIL import Image
 
-    from assistant.cli import quiet_libraries
+    from assistant.options import quiet_libraries
 
     quiet_libraries(False)
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from assistant.cli import paths_from, quiet_libraries, settings_from
+from assistant.options import paths_from, quiet_libraries, settings_from
 from assistant.settings import APP_NAME, APP_TITLE, load_settings
 
 from .main_window import MainWindow

@@ -68,10 +68,6 @@ class _Worker(QObject):
     def new_chat(self) -> None:
         self.engine.new_chat()
 
-    @Slot()
-    def unload(self) -> None:
-        self.engine.unload()
-
 
 class EngineBridge(QObject):
     UPDATE_COST_FACTOR = 20  # at most ~5 % of the GUI thread goes to showing tokens
@@ -86,7 +82,6 @@ class EngineBridge(QObject):
     _apply = Signal(object, int)
     _turn = Signal(object, int)
     _new_chat = Signal()
-    _unload = Signal()
     _tokens_pending = Signal()
 
     def __init__(
@@ -121,7 +116,6 @@ class EngineBridge(QObject):
         self._apply.connect(self._worker.apply_settings)
         self._turn.connect(self._worker.run_turn)
         self._new_chat.connect(self._worker.new_chat)
-        self._unload.connect(self._worker.unload)
         self._worker.event.connect(self._on_event)
         self._worker.turn_done.connect(self._on_turn_done)
         self._tokens_pending.connect(self._schedule_flush)
@@ -161,7 +155,6 @@ class EngineBridge(QObject):
             return True
         self._closed = True
         self.engine.cancel()
-        self._unload.emit()
         self._thread.quit()
         finished = self._thread.wait(timeout_ms)
         if not finished:
@@ -169,6 +162,8 @@ class EngineBridge(QObject):
             log.warning("pipeline thread still busy after %d ms; waiting for it", timeout_ms)
             finished = self._thread.wait(60_000)
         self._flush_timer.stop()
+        if finished:
+            self.engine.unload()  # the thread has ended: nothing else touches the model now
         return finished
 
     # -- engine → Qt -----------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Command-line options shared by the window and the one-shot ``--ask`` mode.
+
+Flags override the saved settings for one run; they are never written back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from .settings import APP_TITLE, DEVICES, DTYPES, AppPaths, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description=f"{APP_TITLE}: chat with a local vision-language model. Without --ask, opens the window.",
+    )
+    p.add_argument("--ask", metavar="TEXT", help="ask one question, stream the answer to stdout and exit ('-' reads stdin)")
+    p.add_argument("--image", metavar="PATH", action="append", default=[], help="attach an image to --ask (repeatable)")
+    p.add_argument("--model", metavar="HUB_ID_OR_DIR", help="Hugging Face hub id or local model folder")
+    p.add_argument("--device", choices=DEVICES, help="compute device (default: auto = CUDA, then MPS, then CPU)")
+    p.add_argument("--dtype", choices=DTYPES, help="weight precision (default: auto for the device)")
+    p.add_argument("--max-new-tokens", type=int, metavar="N", help="longest reply, in tokens")
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
+    p.add_argument("--system-prompt", metavar="TEXT", help="instructions given to the model before the chat")
+    p.add_argument("--data-dir", metavar="DIR", help="keep all of the app's files (settings, models) in DIR")
+    p.add_argument("--verbose", action="store_true", help="log details to stderr")
+    return p
+
+
+def paths_from(args: argparse.Namespace) -> AppPaths:
+    return AppPaths.under(args.data_dir) if args.data_dir else AppPaths.default()
+
+
+def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
+    """The loaded settings with this run's command-line overrides (not saved)."""
+    return base.replace(
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        system_prompt=args.system_prompt,
+    )
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Keep library chatter (warnings, progress bars) off the user's terminal."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """A usage problem with the flags, as one line, or None."""
+    if args.data_dir and Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        return f"--data-dir {args.data_dir} is not a folder."
+    if args.image and args.ask is None:
+        return "--image needs --ask (in the window, attach images with the paperclip button)."
+    return None
