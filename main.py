@@ -79,11 +79,31 @@ def run_ask(args: argparse.Namespace) -> int:
     errors: list[str] = []
     progress = _ConsoleProgress()
     out = sys.stdout
+    voice = None
+    if args.speaker:
+        from assistant.voice.audio import AudioDeviceError, open_speaker
+        from assistant.voice.voice_out import VoiceOut
+
+        try:
+            speaker = open_speaker(args.speaker, realtime=False)
+        except AudioDeviceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        voice = VoiceOut(
+            speaker,
+            lambda e: e.kind == "error" and errors.append(e.text),
+            voice=settings.voice,
+            rate=settings.speech_rate,
+            volume=settings.speech_volume,
+        )
+        voice.start()
 
     def emit(event) -> None:
         if isinstance(event, TokenChunk):
             out.write(event.text)
             out.flush()
+            if voice is not None:
+                voice.feed(event.turn_id, event.text)
         elif isinstance(event, StatusEvent):
             progress.show(event)
         elif isinstance(event, ErrorEvent):
@@ -91,6 +111,8 @@ def run_ask(args: argparse.Namespace) -> int:
         elif isinstance(event, ReplyFinished):
             out.write("\n")
             out.flush()
+            if voice is not None:
+                voice.end_reply(event.turn_id)
 
     engine = Engine(settings, paths, emit)
     try:
@@ -100,13 +122,17 @@ def run_ask(args: argparse.Namespace) -> int:
             print(f"error: {errors[-1] if errors else 'the model could not be loaded.'}", file=sys.stderr)
             return EXIT_FAILED
         reply = engine.handle_turn(UserTurn(question, images))
+        if voice is not None and reply is not None:
+            voice.wait_idle(timeout=600)
     except KeyboardInterrupt:
         engine.cancel()
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         engine.unload()
-    if reply is None:
+        if voice is not None:
+            voice.close()
+    if reply is None or errors:
         print(f"error: {errors[-1] if errors else 'no answer was produced.'}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="longest reply, in tokens")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
     p.add_argument("--system-prompt", metavar="TEXT", help="instructions given to the model before the chat")
+    p.add_argument("--speaker", metavar="WAV_OR_DEVICE",
+                   help="speak replies into this .wav file (with --ask too), or to this sound device (index or name)")
+    p.add_argument("--voice", metavar="NAME", help="text-to-speech voice (id or name; see the window's settings)")
+    p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate in words per minute")
     p.add_argument("--data-dir", metavar="DIR", help="keep all of the app's files (settings, models) in DIR")
     p.add_argument("--verbose", action="store_true", help="log details to stderr")
     return p
@@ -47,6 +51,8 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         system_prompt=args.system_prompt,
+        voice=args.voice,
+        speech_rate=args.rate,
     )
 
 

@@ -48,6 +48,10 @@ class Settings:
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 means greedy decoding
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    speak_replies: bool = True
+    voice: str = ""  # a system voice id or name; "" is the system's default voice
+    speech_rate: int = 175  # words per minute
+    speech_volume: float = 1.0  # 0..1
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -64,6 +68,12 @@ class Settings:
             raise SettingsError("temperature must be zero or positive")
         if not isinstance(self.system_prompt, str):
             raise SettingsError("system_prompt must be text")
+        if not isinstance(self.speak_replies, bool) or not isinstance(self.voice, str):
+            raise SettingsError("speak_replies must be true or false, and voice a name")
+        if not isinstance(self.speech_rate, int) or not 40 <= self.speech_rate <= 600:
+            raise SettingsError("speech_rate must be between 40 and 600 words per minute")
+        if not isinstance(self.speech_volume, (int, float)) or not 0 <= self.speech_volume <= 1:
+            raise SettingsError("speech_volume must be between 0 and 1")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""

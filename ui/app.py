@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from assistant.options import paths_from, quiet_libraries, settings_from
 from assistant.settings import APP_NAME, APP_TITLE, load_settings
+from assistant.voice.audio import AudioDeviceError, open_speaker
 
 from .main_window import MainWindow
 
@@ -44,7 +45,12 @@ def run_gui(args: argparse.Namespace) -> int:
         settings = settings_from(args, loaded.settings)
     except ValueError as exc:
         settings, notice = loaded.settings, f"Ignored a command-line setting: {exc}"
-    window = MainWindow(settings, paths, startup_notice=notice)
+    speaker = None
+    try:
+        speaker = open_speaker(args.speaker)
+    except AudioDeviceError as exc:
+        notice = " ".join(filter(None, [notice, f"{exc} Replies are shown but not spoken."]))
+    window = MainWindow(settings, paths, startup_notice=notice, speaker=speaker)
     app.aboutToQuit.connect(window.bridge.shutdown)  # quitting without closing the window
     window.show()
     window.bridge.load()  # in the pipeline thread: the window is usable while the model loads

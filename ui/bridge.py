@@ -28,6 +28,8 @@ from assistant.messages import (
     UserTurn,
 )
 from assistant.settings import AppPaths, Settings
+from assistant.voice.audio import Speaker
+from assistant.voice.voice_out import SpeechEvent, VoiceOut
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class EngineBridge(QObject):
     reply_finished = Signal(object)  # ReplyFinished
     error = Signal(object)  # ErrorEvent
     busy_changed = Signal(bool)
+    speech = Signal(object)  # SpeechEvent from the speech thread
 
     _load = Signal(int)
     _apply = Signal(object, int)
@@ -91,6 +94,7 @@ class EngineBridge(QObject):
         backend_factory: BackendFactory = default_backend_factory,
         flush_ms: int = 33,
         parent: QObject | None = None,
+        speaker: Speaker | None = None,
     ) -> None:
         super().__init__(parent)
         self.flush_ms = flush_ms
@@ -104,6 +108,7 @@ class EngineBridge(QObject):
         self._flush_timer.timeout.connect(self.flush_tokens)
         self._pending: set[int] = set()
         self._closed = False
+        self._settings = settings  # the latest requested (the worker applies them in order)
 
         self.engine = Engine(settings, paths, self._from_engine, backend_factory)
         self._thread = QThread()
@@ -121,6 +126,19 @@ class EngineBridge(QObject):
         self._tokens_pending.connect(self._schedule_flush)
         self._thread.start()
 
+        # Spoken replies: a speech thread of its own, fed straight from the pipeline thread.
+        self.voice: VoiceOut | None = None
+        if speaker is not None:
+            self.voice = VoiceOut(
+                speaker,
+                self.speech.emit,
+                voice=settings.voice,
+                rate=settings.speech_rate,
+                volume=settings.speech_volume,
+                enabled=settings.speak_replies,
+            )
+            self.voice.start()
+
     # -- requests (GUI thread) -------------------------------------------------------
 
     @property
@@ -132,9 +150,22 @@ class EngineBridge(QObject):
 
     def apply_settings(self, settings: Settings) -> None:
         """Switch settings; a different model/device/dtype is reloaded in the background."""
+        old, self._settings = self._settings, settings
+        if self.voice is not None:
+            self.voice.set_enabled(settings.speak_replies)
+            self.voice.set_volume(settings.speech_volume)
+            if settings.voice != old.voice:
+                self.voice.set_voice(settings.voice)
+            if settings.speech_rate != old.speech_rate:
+                self.voice.set_rate(settings.speech_rate)
+        if (settings.model, settings.device, settings.dtype) == (old.model, old.device, old.dtype):
+            self._apply.emit(settings, self.engine.epoch)  # no reload: the reply in progress goes on
+            return
+        self._silence()
         self._apply.emit(settings, self.engine.cancel())
 
     def submit(self, turn: UserTurn) -> None:
+        self._silence()  # a new question interrupts the spoken answer to the last one
         was_busy = self.busy
         self._pending.add(turn.id)
         self._turn.emit(turn, self.engine.epoch)
@@ -142,11 +173,17 @@ class EngineBridge(QObject):
             self.busy_changed.emit(True)
 
     def stop(self) -> None:
-        """Stop the reply being generated (between two tokens) and any queued turn."""
+        """Stop the reply being generated (between two tokens), any queued turn, and speech."""
         self.engine.cancel()
+        self._silence()
+
+    def _silence(self) -> None:
+        if self.voice is not None:
+            self.voice.stop(silence=self._pending)
 
     def new_chat(self) -> None:
         self.engine.cancel()
+        self._silence()
         self._new_chat.emit()
 
     def shutdown(self, timeout_ms: int = 2000) -> bool:
@@ -155,6 +192,8 @@ class EngineBridge(QObject):
             return True
         self._closed = True
         self.engine.cancel()
+        if self.voice is not None:  # devices first, then the pipeline
+            self.voice.close()
         self._thread.quit()
         finished = self._thread.wait(timeout_ms)
         if not finished:
@@ -170,6 +209,11 @@ class EngineBridge(QObject):
 
     def _from_engine(self, event: Event) -> None:
         """Called in the pipeline thread for every engine event."""
+        if self.voice is not None:
+            if isinstance(event, TokenChunk):
+                self.voice.feed(event.turn_id, event.text)
+            elif isinstance(event, (ReplyFinished, ErrorEvent)) and event.turn_id is not None:
+                self.voice.end_reply(event.turn_id)
         if isinstance(event, TokenChunk):
             with self._lock:
                 first = not self._buffer

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 from assistant.engine import BackendFactory, default_backend_factory
 from assistant.messages import ErrorEvent, ErrorKind, ImageInput, ReplyFinished, State, StatusEvent, UserTurn
 from assistant.settings import APP_TITLE, AppPaths, Settings, save_settings
+from assistant.voice.audio import Speaker
+from assistant.voice.voice_out import SpeechEvent
 
 from .bridge import EngineBridge
 from .chat_view import ChatView
@@ -52,6 +54,7 @@ class MainWindow(QMainWindow):
         backend_factory: BackendFactory = default_backend_factory,
         startup_notice: str | None = None,
         persist_settings: bool = True,
+        speaker: Speaker | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -60,7 +63,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_TITLE)
         self.resize(980, 720)
         self.setAcceptDrops(True)
-        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self)
+        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker)
 
         self._build_actions()
         self._build_body()
@@ -71,6 +74,7 @@ class MainWindow(QMainWindow):
         self.bridge.reply_finished.connect(self.on_reply)
         self.bridge.error.connect(self.on_error)
         self.bridge.busy_changed.connect(self.on_busy)
+        self.bridge.speech.connect(self.on_speech)
         self.on_status(self.bridge.status)
         self.on_busy(False)
         if startup_notice:
@@ -99,8 +103,16 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         self.quit_action.triggered.connect(self.close)
         self.addAction(self.quit_action)
+        self.speak_action = QAction("Speak replies", self)
+        self.speak_action.setCheckable(True)
+        self.speak_action.setChecked(self.settings.speak_replies and self.bridge.voice is not None)
+        self.speak_action.setEnabled(self.bridge.voice is not None)
+        self.speak_action.setShortcut(QKeySequence("Ctrl+M"))
+        self.speak_action.setToolTip("Read replies aloud (Ctrl+M mutes)")
+        self.speak_action.toggled.connect(self.set_speaking)
         bar.addAction(self.new_chat_action)
         bar.addAction(self.settings_action)
+        bar.addAction(self.speak_action)
         self.addAction(self.stop_action)
         self.addAction(self.attach_action)
 
@@ -150,6 +162,9 @@ class MainWindow(QMainWindow):
         self.model_label.setObjectName("modelLabel")
         status.addWidget(self.state_label, 1)
         status.addWidget(self.progress)
+        self.speech_label = QLabel()
+        self.speech_label.setObjectName("speechLabel")
+        status.addPermanentWidget(self.speech_label)
         status.addPermanentWidget(self.model_label)
 
     # -- engine events ----------------------------------------------------------------
@@ -176,6 +191,16 @@ class MainWindow(QMainWindow):
             self.progress.hide()
         self.model_label.setText(f"{short_model_name(event.model)} · {event.device}")
         self.model_label.setToolTip(event.model)
+
+    @Slot(object)
+    def on_speech(self, event: SpeechEvent) -> None:
+        if event.kind == "speaking":
+            self.speech_label.setText("🔊 Speaking — Esc to stop")
+        elif event.kind == "idle":
+            self.speech_label.setText("")
+        elif event.kind == "error":
+            self.speech_label.setText("")
+            self.chat.add_notice(event.text, "warning")
 
     @Slot(int, str)
     def on_tokens(self, turn_id: int, text: str) -> None:
@@ -230,8 +255,13 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def stop(self) -> None:
-        if self.bridge.busy:
-            self.bridge.stop()
+        """Stop the answer being written and the voice reading it."""
+        self.bridge.stop()
+
+    @Slot(bool)
+    def set_speaking(self, on: bool) -> None:
+        if on != self.settings.speak_replies:
+            self.apply_settings(self.settings.replace(speak_replies=on))
 
     @Slot()
     def new_chat(self) -> None:
@@ -267,13 +297,15 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self)
+        voices = self.bridge.voice.voices if self.bridge.voice is not None else []
+        dialog = SettingsDialog(self.settings, self, voices=voices)
         if dialog.exec() != SettingsDialog.DialogCode.Accepted:
             return
         self.apply_settings(dialog.result_settings())
 
     def apply_settings(self, settings: Settings) -> None:
         self.settings = settings
+        self.speak_action.setChecked(settings.speak_replies and self.bridge.voice is not None)
         if self.persist_settings:
             try:
                 save_settings(self.paths, settings)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -13,15 +17,17 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QSlider,
     QSpinBox,
     QWidget,
 )
 
 from assistant.settings import DEFAULT_MODEL, DEVICES, DTYPES, Settings, SettingsError
+from assistant.voice.tts import Voice
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None, voices: Sequence[Voice] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Model and settings")
         self.setMinimumWidth(520)
@@ -64,6 +70,27 @@ class SettingsDialog(QDialog):
         self.system_prompt.setFixedHeight(80)
         form.addRow("System prompt", self.system_prompt)
 
+        self.speak = QCheckBox("Read replies aloud")
+        self.speak.setChecked(settings.speak_replies)
+        form.addRow("Voice output", self.speak)
+        self.voice = QComboBox()
+        self.voice.addItem("System default", "")
+        for voice in voices:
+            self.voice.addItem(voice.name, voice.id)
+        if settings.voice and self.voice.findData(settings.voice) < 0:
+            self.voice.addItem(settings.voice, settings.voice)
+        self.voice.setCurrentIndex(max(0, self.voice.findData(settings.voice)))
+        form.addRow("Voice", self.voice)
+        self.speech_rate = QSpinBox()
+        self.speech_rate.setRange(40, 600)
+        self.speech_rate.setSuffix(" words/min")
+        self.speech_rate.setValue(settings.speech_rate)
+        form.addRow("Speaking rate", self.speech_rate)
+        self.volume = QSlider(Qt.Orientation.Horizontal)
+        self.volume.setRange(0, 100)
+        self.volume.setValue(round(settings.speech_volume * 100))
+        form.addRow("Volume", self.volume)
+
         self.problem = QLabel()
         self.problem.setObjectName("dialogError")
         self.problem.hide()
@@ -86,6 +113,10 @@ class SettingsDialog(QDialog):
             max_new_tokens=self.max_new_tokens.value(),
             temperature=round(self.temperature.value(), 2),
             system_prompt=self.system_prompt.toPlainText(),
+            speak_replies=self.speak.isChecked(),
+            voice=self.voice.currentData() or "",
+            speech_rate=self.speech_rate.value(),
+            speech_volume=self.volume.value() / 100,
         )
 
     def accept(self) -> None:

@@ -1,0 +1,1 @@
+"""Voice: speech out (sentence splitting, text-to-speech, speakers)."""
