@@ -152,3 +152,41 @@ def no_leaked_threads():
         if time.monotonic() > deadline:
             pytest.fail(f"test leaked running threads: {leaked + qthreads}")
         time.sleep(0.05)
+
+
+class ScriptedBackend:
+    """A generator that streams a fixed reply, for tests of what happens *after* generation.
+
+    It implements the backend interface (load / generate / unload), honours the
+    cancel token between chunks like the real backend, and paces its chunks.
+    """
+
+    def __init__(self, reply: str, chunk_delay: float = 0.01, chunk_size: int = 4) -> None:
+        self.reply = reply
+        self.chunk_delay = chunk_delay
+        self.chunk_size = chunk_size
+
+    def load(self, progress, cancel):
+        from assistant.backends.base import BackendInfo
+
+        return BackendInfo(model="scripted", device="cpu", dtype="float32", supports_images=False)
+
+    def generate(self, messages, params, on_text, cancel):
+        from assistant.backends.base import GenerationResult
+
+        sent = []
+        for i in range(0, len(self.reply), self.chunk_size):
+            if cancel.cancelled:
+                break
+            time.sleep(self.chunk_delay)
+            piece = self.reply[i : i + self.chunk_size]
+            sent.append(piece)
+            on_text(piece)
+        return GenerationResult("".join(sent), len(sent), cancel.cancelled)
+
+    def unload(self):
+        pass
+
+
+def scripted_factory(reply: str, chunk_delay: float = 0.01):
+    return lambda settings, paths: ScriptedBackend(reply, chunk_delay)

@@ -301,3 +301,64 @@ def test_status_line_shows_download_progress(qtbot, paths, tiny_models):
         assert not window.progress.isVisible() and window.state_label.text() == "Ready"
     finally:
         window.close()
+
+
+SPOKEN = "Hello there. Here is the first answer. And a second sentence follows it."
+
+
+def test_replies_are_spoken_and_stop_silences_them(qtbot, paths, tmp_path):
+    from assistant.voice.audio import WavRecorderSpeaker
+    from tests.conftest import scripted_factory
+
+    speaker = WavRecorderSpeaker(tmp_path / "window.wav", realtime=True)
+    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN * 3, 0.01),
+                        speaker=speaker)
+    speech = []
+    window.bridge.speech.connect(speech.append)
+    try:
+        window.show()
+        window.bridge.load()
+        qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
+        assert window.speak_action.isChecked() and window.speak_action.isEnabled()
+        send(qtbot, window, "talk to me")
+        qtbot.waitUntil(lambda: any(e.kind == "speaking" for e in speech), timeout=10_000)
+        assert "Speaking" in window.speech_label.text()
+        wait_idle(qtbot, window)
+        assert window.chat.messages[-1].state == "done"  # the text reply is complete...
+        assert window.bridge.voice.speaking  # ...while it is still being read out
+        stopped_at = time.monotonic()
+        qtbot.keyClick(window.prompt, Qt.Key.Key_Escape)
+        qtbot.waitUntil(lambda: any(e.kind == "idle" for e in speech), timeout=1000)
+        idle = next(e for e in speech if e.kind == "idle")
+        assert idle.time - stopped_at < 0.1
+        assert window.speech_label.text() == ""
+        assert window.chat.messages[-1].text == SPOKEN * 3  # the text reply is kept
+        # Mute: the next reply makes no sound.
+        window.speak_action.trigger()
+        assert not window.settings.speak_replies
+        written = speaker.samples_written
+        send(qtbot, window, "again")
+        wait_idle(qtbot, window)
+        qtbot.wait(300)
+        assert speaker.samples_written == written
+    finally:
+        window.close()
+    assert not window.bridge.voice._thread.is_alive()
+
+
+def test_closing_while_speaking_joins_the_speech_thread(qtbot, paths, tmp_path):
+    from assistant.voice.audio import WavRecorderSpeaker
+    from tests.conftest import scripted_factory
+
+    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN, 0.0),
+                        speaker=WavRecorderSpeaker(tmp_path / "w.wav"))
+    window.show()
+    window.bridge.load()
+    qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
+    send(qtbot, window, "talk")
+    qtbot.waitUntil(lambda: window.bridge.voice.speaking, timeout=10_000)
+    started = time.monotonic()
+    window.close()
+    assert time.monotonic() - started < 2.0
+    assert not window.bridge.voice._thread.is_alive() and window.bridge._thread.isFinished()
+    window.deleteLater()

@@ -20,7 +20,7 @@ import numpy as np
 
 from .audio import Speaker
 from .sentences import SentenceSplitter
-from .tts import Pyttsx3Synthesizer, TtsError, Voice
+from .tts import EspeakNgSynthesizer, Pyttsx3Synthesizer, TtsError, Voice, default_synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class _Call:
 
 _QUIT = object()
 
-SynthFactory = Callable[[str, int], Pyttsx3Synthesizer]
+SynthFactory = Callable[[str, int], EspeakNgSynthesizer | Pyttsx3Synthesizer]
 
 
 class VoiceOut:
@@ -63,7 +63,7 @@ class VoiceOut:
         rate: int = 0,
         volume: float = 1.0,
         enabled: bool = True,
-        synth_factory: SynthFactory = Pyttsx3Synthesizer,
+        synth_factory: SynthFactory = default_synthesizer,
         max_queue: int = 64,
     ) -> None:
         self.speaker = speaker

@@ -1,0 +1,238 @@
+"""Spoken replies: the sentence splitter, espeak-ng through pyttsx3, the WAV recorder, stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from assistant.engine import Engine
+from assistant.messages import ReplyFinished, TokenChunk, UserTurn
+from assistant.settings import Settings
+from assistant.voice.audio import Audio, WavRecorderSpeaker, read_wav, resample
+from assistant.voice.sentences import CODE_BLOCK_PHRASE, SentenceSplitter, speakable
+from assistant.voice.voice_out import VoiceOut
+from tests.conftest import scripted_factory
+
+
+def split_streamed(text: str, step: int = 3) -> list[str]:
+    splitter = SentenceSplitter()
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += splitter.feed(text[i : i + step])
+    return out + splitter.flush()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Dr. Smith met Mr. Jones at 5 p.m. yesterday. They talked.",
+         ["Dr. Smith met Mr. Jones at 5 p.m. yesterday.", "They talked."]),
+        ("It costs $3.50, i.e. cheap. Version 2.0 is out! Is it? Yes.",
+         ["It costs $3.50, i.e. cheap.", "Version 2.0 is out!", "Is it?", "Yes."]),
+        ("Steps:\n1. Open the lid\n2. Add 2.5 cups of water\n- Wait\n\nDone.",
+         ["Steps:", "Open the lid", "Add 2.5 cups of water", "Wait", "Done."]),
+        ("Run this:\n```python\nprint('hi. there')\nx = 1.5\n```\nThat prints a greeting.",
+         ["Run this:", CODE_BLOCK_PHRASE, "That prints a greeting."]),
+        ("Great job 🎉🙂! See https://example.com/a?b=1 for **more** `info`.",
+         ["Great job!", "See link for more info."]),
+        ("今天天气很好。我们去公园吧！你呢？", ["今天天气很好。", "我们去公园吧！", "你呢？"]),
+        ("| Name | Price |\n|---|---|\n| Tea | 2.50 |", ["Name, Price", "Tea, 2.50"]),
+        ("# Summary\n> Quoted *words* here.", ["Summary", "Quoted words here."]),
+    ],
+)
+def test_splitter_cases(text, expected):
+    assert split_streamed(text) == expected
+    assert split_streamed(text, step=1) == expected  # however the text is cut up
+
+
+def test_a_sentence_is_released_as_soon_as_the_next_begins():
+    splitter = SentenceSplitter()
+    assert splitter.feed("The answer is 3.") == []  # could still be 3.5
+    assert splitter.feed("5 today") == []
+    assert splitter.feed(". Next") == ["The answer is 3.5 today."]
+    assert splitter.flush() == ["Next"]
+
+
+def test_speakable_drops_markup_but_keeps_words():
+    assert speakable("**Bold** and _it_ and ~~old~~ [docs](http://x.y) <b>tag</b>") == "Bold and it and old docs tag"
+    assert speakable("snake_case_name stays") == "snake_case_name stays"
+
+
+def test_resample_and_wav_round_trip(tmp_path):
+    tone = (np.sin(np.linspace(0, 2 * np.pi * 440, 22050)) * 8000).astype(np.int16)
+    assert len(resample(tone, 22050, 16000)) == 16000
+    speaker = WavRecorderSpeaker(tmp_path / "out.wav", realtime=False)
+    speaker.play(tone, 22050)
+    speaker.play(resample(tone, 22050, 44100), 44100)  # a different rate is converted
+    speaker.close()
+    audio = read_wav(tmp_path / "out.wav")
+    assert audio.rate == 22050 and abs(audio.seconds - 2.0) < 0.01
+
+
+def rms(audio: Audio) -> float:
+    return float(np.sqrt(np.mean(audio.samples.astype(np.float64) ** 2))) if len(audio.samples) else 0.0
+
+
+@pytest.fixture
+def voice_rig(tmp_path):
+    """VoiceOut with espeak-ng (pyttsx3) speaking into a real-time WAV recorder."""
+    events = []
+    speaker = WavRecorderSpeaker(tmp_path / "spoken.wav", realtime=True)
+    voice = VoiceOut(speaker, events.append)
+    voice.start()
+    yield voice, speaker, events
+    assert voice.close()
+
+
+def kinds(events):
+    return [e.kind for e in events]
+
+
+REPLY = (
+    "Sure. The red house has a steep roof. There is a tall green tree beside it. "
+    "The sun is shining in a clear blue sky, and the grass is freshly cut."
+)
+
+
+def test_first_sentence_is_spoken_before_the_reply_is_finished(voice_rig, tmp_path, paths):
+    voice, speaker, speech = voice_rig
+    events = []
+
+    def emit(event):
+        events.append((time.monotonic(), event))
+        if isinstance(event, TokenChunk):
+            voice.feed(event.turn_id, event.text)
+        elif isinstance(event, ReplyFinished):
+            voice.end_reply(event.turn_id)
+
+    engine = Engine(Settings(model="scripted"), paths, emit, scripted_factory(REPLY, chunk_delay=0.03))
+    assert engine.load()
+    reply = engine.handle_turn(UserTurn("describe it"))
+    finished_at = next(t for t, e in events if isinstance(e, ReplyFinished))
+    first_token_at = next(t for t, e in events if isinstance(e, TokenChunk))
+    assert voice.wait_idle(30)
+    started = [e for e in speech if e.kind == "speaking"]
+    assert started and started[0].time < finished_at  # speech began while the model was still writing
+    assert started[0].time - first_token_at < 1.0
+    assert [e.text for e in speech if e.kind == "sentence"] == [
+        "Sure.", "The red house has a steep roof.", "There is a tall green tree beside it.",
+        "The sun is shining in a clear blue sky, and the grass is freshly cut.",
+    ]
+    voice.close()
+    audio = read_wav(speaker.path)
+    words = len(reply.text.split())
+    expected = words / 175 * 60  # espeak's default rate, in words per minute
+    assert 0.5 * expected < audio.seconds < 2.5 * expected
+    assert rms(audio) > 500  # real speech, not silence
+
+
+def test_stop_mid_speech_truncates_promptly(voice_rig):
+    voice, speaker, events = voice_rig
+    voice.say("This is a long sentence that goes on and on for quite a while, so that we can interrupt it. " * 3)
+    deadline = time.monotonic() + 10
+    while "speaking" not in kinds(events) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    stopped_at = time.monotonic()
+    voice.stop()
+    deadline = time.monotonic() + 2
+    while "idle" not in kinds(events) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    idle = next(e for e in events if e.kind == "idle")
+    assert idle.time - stopped_at < 0.1  # silent within 100 ms
+    written = speaker.samples_written / speaker.rate
+    time.sleep(0.3)
+    assert speaker.samples_written / speaker.rate == written  # nothing more after the stop
+    spoken_for = stopped_at - next(e for e in events if e.kind == "speaking").time
+    assert written < spoken_for + 0.15  # the recording ends where the stop came
+
+
+def test_muted_voice_makes_no_sound(voice_rig):
+    voice, speaker, events = voice_rig
+    voice.set_enabled(False)
+    voice.say("Nobody should hear this. Not a word.")
+    assert voice.wait_idle(5)
+    time.sleep(0.2)
+    assert speaker.samples_written == 0 and "speaking" not in kinds(events)
+    voice.set_enabled(True)
+    voice.say("Now you hear me.")
+    assert voice.wait_idle(10) and speaker.samples_written > 0
+
+
+def test_a_stopped_reply_stays_silent_when_more_text_arrives(voice_rig):
+    voice, speaker, events = voice_rig
+    voice.feed(7, "First sentence here. Second")
+    voice.stop(silence=[7])
+    voice.feed(7, " sentence. Third one.")
+    voice.end_reply(7)
+    assert voice.wait_idle(5)
+    spoken = [e.text for e in events if e.kind == "sentence"]
+    assert "Second sentence." not in spoken and "Third one." not in spoken
+
+
+def test_voice_rate_and_unknown_voice(voice_rig):
+    voice, speaker, events = voice_rig
+    deadline = time.monotonic() + 5
+    while not voice.voices and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(voice.voices) > 1 and any("english" in v.name.lower() for v in voice.voices)
+    voice.set_voice("no such voice at all")
+    voice.say("Hello.")
+    assert voice.wait_idle(10)
+    assert any(e.kind == "error" and "no voice called" in e.text for e in events)
+    # A faster rate gives shorter audio for the same words.
+    durations = []
+    for rate in (120, 300):
+        voice.set_rate(rate)
+        before = speaker.samples_written
+        voice.say("The quick brown fox jumps over the lazy dog near the river bank.")
+        assert voice.wait_idle(20)
+        durations.append(speaker.samples_written - before)
+    assert durations[1] < 0.7 * durations[0]
+
+
+def test_close_while_speaking_joins_the_speech_thread(tmp_path):
+    voice = VoiceOut(WavRecorderSpeaker(tmp_path / "x.wav", realtime=True))
+    voice.start()
+    voice.say("A sentence that takes a few seconds to say out loud, slowly and clearly. " * 2)
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert voice.close(timeout=2)
+    assert time.monotonic() - started < 0.5
+    assert not any(t.name == "speech" and t.is_alive() for t in threading.enumerate())
+
+
+def test_pyttsx3_synthesizer_from_a_worker_thread():
+    """The engine used on Windows and macOS; here it drives espeak-ng too."""
+    from assistant.voice.tts import Pyttsx3Synthesizer
+
+    result = {}
+
+    def work():
+        synth = Pyttsx3Synthesizer()
+        result["audio"] = synth.synthesize("Hello from a worker thread.")
+        synth.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(30)
+    audio = result["audio"]
+    assert audio.rate > 8000 and 0.8 < audio.seconds < 4 and rms(audio) > 500
+
+
+def test_ask_speaks_into_a_wav_file(tiny_models, data_dir, tmp_path):
+    from tests.test_cli import run
+
+    out = tmp_path / "reply.wav"
+    done = run("--ask", "Say something", "--model", tiny_models["idefics3"], "--max-new-tokens", "20",
+               "--data-dir", data_dir, "--speaker", out, "--rate", "250")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() and done.stderr == ""
+    audio = read_wav(out)
+    assert audio.seconds > 0.3 and rms(audio) > 500
+    bad = run("--ask", "hi", "--model", tiny_models["idefics3"], "--data-dir", data_dir,
+              "--speaker", out, "--voice", "no-such-voice")
+    assert bad.returncode == 1 and "no voice called" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
