@@ -236,3 +236,37 @@ def test_ask_speaks_into_a_wav_file(tiny_models, data_dir, tmp_path):
     bad = run("--ask", "hi", "--model", tiny_models["idefics3"], "--data-dir", data_dir,
               "--speaker", out, "--voice", "no-such-voice")
     assert bad.returncode == 1 and "no voice called" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_sound_device_output_through_alsa(tiny_models, data_dir, tmp_path, monkeypatch):
+    """The real PyAudio speaker, on an ALSA default device that writes to a file (no sound card here)."""
+    from tests.test_cli import run
+
+    raw = tmp_path / "alsa-out.raw"
+    (tmp_path / ".asoundrc").write_text(
+        'pcm.!default {\n type file\n slave.pcm "null"\n file "%s"\n format "raw"\n}\n' % raw
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))  # ALSA reads ~/.asoundrc
+    done = run("--ask", "Say something", "--model", tiny_models["idefics3"], "--max-new-tokens", "12",
+               "--data-dir", data_dir, "--speaker", "default")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # PortAudio's device probing does not leak onto the terminal
+    samples = np.frombuffer(raw.read_bytes(), dtype="<i2")
+    assert len(samples) > 22050 * 0.3 and np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 500
+
+
+def test_a_failing_sound_device_turns_speech_off_with_one_message(tmp_path):
+    class BrokenSpeaker(WavRecorderSpeaker):
+        def play(self, chunk, rate):
+            raise OSError("device unplugged")
+
+    events = []
+    voice = VoiceOut(BrokenSpeaker(tmp_path / "x.wav"), events.append)
+    voice.start()
+    voice.say("One. Two. Three.")
+    assert voice.wait_idle(10)
+    voice.say("Four.")
+    assert voice.wait_idle(10)
+    assert voice.close()
+    problems = [e for e in events if e.kind in ("error", "disabled")]
+    assert len(problems) == 1 and "device unplugged" in problems[0].text and not voice.enabled

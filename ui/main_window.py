@@ -198,9 +198,13 @@ class MainWindow(QMainWindow):
             self.speech_label.setText("🔊 Speaking — Esc to stop")
         elif event.kind == "idle":
             self.speech_label.setText("")
-        elif event.kind == "error":
+        elif event.kind in ("error", "disabled"):
             self.speech_label.setText("")
             self.chat.add_notice(event.text, "warning")
+            if event.kind == "disabled":  # this session only: the saved choice stays
+                self.speak_action.blockSignals(True)
+                self.speak_action.setChecked(False)
+                self.speak_action.blockSignals(False)
 
     @Slot(int, str)
     def on_tokens(self, turn_id: int, text: str) -> None:

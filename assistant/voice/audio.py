@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
 import threading
 import time
 import wave
@@ -53,6 +55,23 @@ def read_wav(path: str | Path) -> Audio:
     if channels > 1:
         data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
     return Audio(np.array(data, dtype=np.int16), rate)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what C libraries write to file descriptor 2 for the duration of the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class Speaker(abc.ABC):
@@ -135,7 +154,8 @@ class PyAudioSpeaker(Speaker):
         except ImportError as exc:
             raise AudioDeviceError(f"Sound output needs PyAudio ({exc}).") from None
         self._pyaudio = pyaudio
-        self._pa = pyaudio.PyAudio()
+        with _native_stderr_silenced():  # PortAudio's ALSA/JACK probing chatters on stderr
+            self._pa = pyaudio.PyAudio()
         self.device_index = self._find(device)
         info = self._pa.get_device_info_by_index(self.device_index)
         self.name = str(info.get("name", "speaker"))

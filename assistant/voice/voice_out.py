@@ -29,7 +29,8 @@ CHUNK_SECONDS = 0.02
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    """``kind``: ready, speaking (first sample of a reply's speech), sentence, idle, error."""
+    """``kind``: ready, speaking (first sample of a reply's speech), sentence, idle, error,
+    disabled (the output failed and speech turned itself off)."""
 
     kind: str
     text: str = ""
@@ -259,9 +260,10 @@ class VoiceOut:
                 self._emit("sentence", item.text, item.turn_id)
             try:
                 self.speaker.play(chunk, rate)
-            except Exception as exc:  # noqa: BLE001 - a device that fails mid-way
-                self._emit("error", f"Speech output failed: {exc}", item.turn_id)
+            except Exception as exc:  # noqa: BLE001 - a device that fails or vanishes
+                self.enabled = False  # one clear message, not one per sentence
                 self.stop()
+                self._emit("disabled", f"Speech output failed, so replies are no longer read aloud: {exc}")
                 return
 
     def _drain_until_quit(self) -> None:
