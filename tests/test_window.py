@@ -362,3 +362,28 @@ def test_closing_while_speaking_joins_the_speech_thread(qtbot, paths, tmp_path):
     assert time.monotonic() - started < 2.0
     assert not window.bridge.voice._thread.is_alive() and window.bridge._thread.isFinished()
     window.deleteLater()
+
+
+def test_a_new_question_interrupts_the_spoken_answer(qtbot, paths, tmp_path):
+    from assistant.voice.audio import WavRecorderSpeaker
+    from tests.conftest import scripted_factory
+
+    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN * 2, 0.0),
+                        speaker=WavRecorderSpeaker(tmp_path / "n.wav"))
+    speech = []
+    window.bridge.speech.connect(speech.append)
+    try:
+        window.show()
+        window.bridge.load()
+        qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
+        send(qtbot, window, "first")
+        wait_idle(qtbot, window)
+        qtbot.waitUntil(lambda: window.bridge.voice.speaking, timeout=10_000)
+        asked = time.monotonic()
+        send(qtbot, window, "second")
+        qtbot.waitUntil(lambda: any(e.kind == "idle" for e in speech), timeout=1000)
+        assert next(e for e in speech if e.kind == "idle").time - asked < 0.1
+        first_reply_sentences = [e for e in speech if e.kind == "sentence" and e.time < asked]
+        assert first_reply_sentences
+    finally:
+        window.close()
