@@ -114,7 +114,17 @@ def run_ask(args: argparse.Namespace) -> int:
             if voice is not None:
                 voice.end_reply(event.turn_id)
 
-    engine = Engine(settings, paths, emit)
+    store = None
+    if not args.no_history:
+        from assistant.history import HistoryError, open_history
+
+        try:
+            store, warning = open_history(paths.data)
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+        except HistoryError as exc:
+            print(f"warning: {exc} This answer is not saved.", file=sys.stderr)
+    engine = Engine(settings, paths, emit, history=store)
     try:
         ok = engine.load()
         progress.done()
@@ -132,10 +142,53 @@ def run_ask(args: argparse.Namespace) -> int:
         engine.unload()
         if voice is not None:
             voice.close()
+        if store is not None:
+            store.close()
     if reply is None or errors:
         print(f"error: {errors[-1] if errors else 'no answer was produced.'}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def markdown_to_stdout(store, conversation_id: int) -> str:
+    """A conversation as Markdown, with its images linked where the history keeps them."""
+    summary = store.get_conversation(conversation_id)
+    lines = [f"# {summary.title or 'Chat'}", ""]
+    for message in store.messages(conversation_id):
+        heading = {"user": "You", "assistant": "Assistant"}.get(message.role, message.role.title())
+        mark = {"stopped": " (stopped)", "failed": " (failed)"}.get(message.status, "")
+        lines += [f"## {heading}{mark}", ""]
+        lines += [f"![image]({image.path.as_uri()})" for image in message.images]
+        lines += [message.text, ""]
+    return "\n".join(lines)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``--export-chat last|ID --format json|md``: a saved conversation on stdout."""
+    import json
+
+    from assistant.history import HistoryError, open_history
+
+    paths = paths_from(args)
+    try:
+        store, warning = open_history(paths.data)
+    except HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        conversation_id = store.last_conversation_id() if args.export_chat == "last" else int(args.export_chat)
+        if conversation_id is None or store.get_conversation(conversation_id) is None:
+            print(f"error: there is no saved conversation '{args.export_chat}'.", file=sys.stderr)
+            return EXIT_FAILED
+        if args.format == "json":
+            sys.stdout.write(json.dumps(store.export_json(conversation_id), ensure_ascii=False, indent=1) + "\n")
+        else:
+            sys.stdout.write(markdown_to_stdout(store, conversation_id) + "\n")
+        return EXIT_OK
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.export_chat is not None:
+        return run_export(args)
     if args.ask is not None:
         return run_ask(args)
     from ui.app import run_gui

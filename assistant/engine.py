@@ -12,11 +12,15 @@ stops between tokens, and turns queued before a Stop are dropped unstarted.
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .backends.base import (
     BackendInfo,
@@ -26,13 +30,16 @@ from .backends.base import (
     Progress,
     PromptTooLongError,
 )
-from .errors import AssistantError, BadInputError, Cancelled, GenerationError, ModelLoadError
-from .images import load_image
+from .errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
+from .images import decode_image, read_image_bytes
 from .messages import (
+    ConversationOpened,
+    ConversationsListed,
     ErrorEvent,
     ErrorKind,
     Event,
     ReplyFinished,
+    SearchResults,
     State,
     StatusEvent,
     TokenChunk,
@@ -40,7 +47,11 @@ from .messages import (
 )
 from .settings import AppPaths, Settings
 
+if TYPE_CHECKING:
+    from .history import HistoryStore
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 
@@ -68,6 +79,7 @@ class Engine:
         paths: AppPaths,
         emit: Callable[[Event], None],
         backend_factory: BackendFactory = default_backend_factory,
+        history: HistoryStore | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
@@ -76,6 +88,9 @@ class Engine:
         self.backend: GeneratorBackend | None = None
         self.info: BackendInfo | None = None
         self.history: list[ChatMessage] = []  # the conversation so far, without the system prompt
+        self.store = history  # where conversations are saved (None: not saved)
+        self.conversation_id: int | None = None  # created with the first message of a new chat
+        self._store_warned = False
         self._epoch = 0
         self._epoch_lock = threading.Lock()
 
@@ -165,6 +180,103 @@ class Engine:
 
     def new_chat(self) -> None:
         self.history.clear()
+        self.conversation_id = None
+
+    # -- saved conversations (pipeline thread) --------------------------------------------
+
+    def _save(self, what: str, write: Callable[[HistoryStore], T]) -> T | None:
+        """Run one write to the store; a failure is reported once and never stops a turn."""
+        if self.store is None:
+            return None
+        try:
+            return write(self.store)
+        except (HistoryError, sqlite3.Error, OSError) as exc:
+            log.exception("history: could not %s", what)
+            if not self._store_warned:
+                self._store_warned = True
+                self._emit(ErrorEvent(f"The conversation could not be saved ({exc}); it stays on screen.", ErrorKind.HISTORY))
+            return None
+
+    def list_conversations(self) -> None:
+        if self.store is not None:
+            items = self._save("list conversations", lambda s: s.list_conversations()) or []
+            self._emit(ConversationsListed(tuple(items), self.conversation_id))
+
+    def open_conversation(self, conversation_id: int) -> bool:
+        """Make a saved conversation the current one: the model sees its history from now on."""
+        if self.store is None:
+            return False
+        summary = self._save("open a conversation", lambda s: s.get_conversation(conversation_id))
+        stored = self._save("open a conversation", lambda s: s.messages(conversation_id))
+        if summary is None or stored is None:
+            self._emit(ErrorEvent("That conversation could not be opened.", ErrorKind.HISTORY))
+            return False
+        history: list[ChatMessage] = []
+        for message in stored:
+            if message.role == "assistant" and message.status == "failed":
+                if history and history[-1].role == "user":
+                    history.pop()  # a failed turn was never part of what the model saw
+                continue
+            if message.role not in ("user", "assistant"):
+                continue
+            images = []
+            for image in message.images:
+                try:
+                    images.append(decode_image(image.path.read_bytes(), image.path.name))
+                except (OSError, BadInputError):
+                    log.warning("history: image %s of message %s is missing", image.sha256, message.id)
+            history.append(ChatMessage(message.role, message.text, tuple(images)))
+        while history and history[-1].role == "user":  # an unanswered question (the app was killed)
+            history.pop()
+        self.history = history
+        self.conversation_id = conversation_id
+        self._emit(ConversationOpened(conversation_id, summary.title, tuple(stored)))
+        return True
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        self._save("rename", lambda s: s.rename_conversation(conversation_id, title))
+        self.list_conversations()
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        self._save("delete", lambda s: s.delete_conversation(conversation_id))
+        if conversation_id == self.conversation_id:
+            self.new_chat()
+            self._emit(ConversationOpened(None, "", ()))
+        self.list_conversations()
+
+    def export_conversation(self, conversation_id: int, fmt: str, destination: Path) -> Path | None:
+        """Write a conversation as Markdown (a folder: .md plus images/) or JSON (a file)."""
+
+        def write(store: HistoryStore) -> Path:
+            if fmt == "md":
+                return store.export_markdown(conversation_id, destination)
+            destination.write_text(json.dumps(store.export_json(conversation_id), ensure_ascii=False, indent=1))
+            return destination
+
+        path = self._save("export", write)
+        if path is not None:
+            self._status(State.READY if self.backend else State.UNLOADED, f"Exported to {path}")
+        return path
+
+    def import_conversation(self, source: Path) -> int | None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self._emit(ErrorEvent(f"'{source.name}' could not be imported: {exc}", ErrorKind.HISTORY))
+            return None
+        try:
+            conversation_id = self.store.import_json(data) if self.store is not None else None
+        except HistoryError as exc:
+            self._emit(ErrorEvent(f"'{source.name}' could not be imported: {exc}", ErrorKind.HISTORY))
+            return None
+        if conversation_id is not None:
+            self.list_conversations()
+            self.open_conversation(conversation_id)
+        return conversation_id
+
+    def search(self, query: str) -> None:
+        hits = self._save("search", lambda s: s.search(query)) if query.strip() else []
+        self._emit(SearchResults(query, tuple(hits or ())))
 
     def _messages(self, history: list[ChatMessage]) -> list[ChatMessage]:
         system = self.settings.system_prompt.strip()
@@ -182,13 +294,25 @@ class Engine:
         try:
             if not turn.text.strip() and not turn.images:
                 raise BadInputError("There is nothing to send: type a question or attach an image.")
-            images = tuple(load_image(image) for image in turn.images)
+            encoded = [read_image_bytes(image) for image in turn.images]
+            images = tuple(decode_image(data, image.name) for data, image in zip(encoded, turn.images))
         except BadInputError as exc:
             self._emit(ErrorEvent(str(exc), ErrorKind.BAD_INPUT, turn.id))
             self._status(State.READY if self.backend else State.ERROR, str(exc))
             return None
+        # Saved before the model runs: a crash mid-reply never loses the question.
+        new_conversation = self.conversation_id is None
+        if new_conversation:
+            self.conversation_id = self._save("start a conversation", lambda s: s.create_conversation())
+        conversation = self.conversation_id
+        if conversation is not None:
+            self._save("save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded))
+            if new_conversation:
+                self.list_conversations()
         if self.backend is None and not self.load(epoch):
-            self._emit(ErrorEvent("No model is loaded, so the question was not answered.", ErrorKind.MODEL_LOAD, turn.id))
+            message = "No model is loaded, so the question was not answered."
+            self._save_reply(conversation, "", "failed", message)
+            self._emit(ErrorEvent(message, ErrorKind.MODEL_LOAD, turn.id))
             return None
         backend = self.backend
         assert backend is not None
@@ -214,15 +338,18 @@ class Engine:
                 break
             except PromptTooLongError:
                 if not history:
-                    return self._fail_turn(turn, BadInputError("This message is too long for the model's context window."), "")
+                    too_long = BadInputError("This message is too long for the model's context window.")
+                    return self._fail_turn(turn, too_long, "", conversation)
                 history = history[2:]  # forget the oldest exchange and try again
             except AssistantError as exc:
-                return self._fail_turn(turn, exc, "".join(parts))
+                return self._fail_turn(turn, exc, "".join(parts), conversation)
             except Exception as exc:  # noqa: BLE001
                 log.exception("unexpected generation failure")
-                return self._fail_turn(turn, GenerationError(f"The model failed while answering: {exc}"), "".join(parts))
+                failure = GenerationError(f"The model failed while answering: {exc}")
+                return self._fail_turn(turn, failure, "".join(parts), conversation)
         reply_text = result.text
         self.history = history + [user, ChatMessage("assistant", reply_text)]
+        self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete")
         reply = ReplyFinished(
             turn.id,
             reply_text,
@@ -235,7 +362,14 @@ class Engine:
         self._status(State.READY, "Stopped" if result.stopped else "Ready")
         return reply
 
-    def _fail_turn(self, turn: UserTurn, exc: AssistantError, partial: str) -> None:
+    def _save_reply(self, conversation: int | None, text: str, status: str, error: str = "") -> None:
+        if conversation is not None:
+            meta = {"error": error} if error else None
+            self._save("save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
+            self.list_conversations()  # its "updated" time moved: the sidebar order changes
+
+    def _fail_turn(self, turn: UserTurn, exc: AssistantError, partial: str, conversation: int | None = None) -> None:
+        self._save_reply(conversation, partial, "failed", str(exc))
         kind = ErrorKind.BAD_INPUT if isinstance(exc, BadInputError) else ErrorKind.GENERATION
         if isinstance(exc, ModelLoadError):
             kind = ErrorKind.MODEL_LOAD

@@ -19,3 +19,7 @@ class GenerationError(AssistantError):
 
 class Cancelled(AssistantError):
     """The user cancelled a long operation (a download)."""
+
+
+class HistoryError(AssistantError):
+    """The conversation store cannot be read or written."""

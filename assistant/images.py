@@ -16,6 +16,11 @@ MAX_SIDE = 2048
 
 def load_image(image: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
     """Decode ``image`` to an RGB ``PIL.Image`` or raise ``BadInputError``."""
+    return decode_image(read_image_bytes(image), image.name, max_side)
+
+
+def read_image_bytes(image: ImageInput) -> bytes:
+    """The encoded bytes of ``image`` (what the conversation history stores)."""
     try:
         if image.path is not None:
             with open(image.path, "rb") as fh:
@@ -30,6 +35,11 @@ def load_image(image: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
         raise BadInputError(f"Image '{image.name}' could not be read: {exc.strerror or exc}.") from None
     if not data:
         raise BadInputError(f"Image '{image.name}' is empty.")
+    return data
+
+
+def decode_image(data: bytes, name: str, max_side: int = MAX_SIDE) -> Image.Image:
+    """Encoded bytes to an RGB ``PIL.Image``, or ``BadInputError`` naming the image."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -40,13 +50,13 @@ def load_image(image: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
                 im = Image.alpha_composite(background, im)
             rgb = im.convert("RGB")
     except UnidentifiedImageError:
-        raise BadInputError(f"'{image.name}' is not an image file this app can read.") from None
+        raise BadInputError(f"'{name}' is not an image file this app can read.") from None
     except Image.DecompressionBombError:
-        raise BadInputError(f"Image '{image.name}' is too large to open safely.") from None
+        raise BadInputError(f"Image '{name}' is too large to open safely.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BadInputError(f"Image '{image.name}' is damaged and cannot be decoded ({exc}).") from None
+        raise BadInputError(f"Image '{name}' is damaged and cannot be decoded ({exc}).") from None
     if rgb.width < 1 or rgb.height < 1:
-        raise BadInputError(f"Image '{image.name}' has no pixels.")
+        raise BadInputError(f"Image '{name}' has no pixels.")
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb

@@ -86,6 +86,7 @@ class ErrorKind(enum.Enum):
     MODEL_LOAD = "model_load"
     BAD_INPUT = "bad_input"
     GENERATION = "generation"
+    HISTORY = "history"  # the conversation could not be saved or read
 
 
 @dataclass(frozen=True)
@@ -96,4 +97,29 @@ class ErrorEvent:
     partial_text: str = ""  # what had been generated before a generation failure
 
 
-Event = StatusEvent | TokenChunk | ReplyFinished | ErrorEvent
+@dataclass(frozen=True)
+class ConversationsListed:
+    """The saved conversations, newest first (``history.ConversationSummary`` records)."""
+
+    items: tuple
+    current_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ConversationOpened:
+    """A saved conversation was opened: its messages (``history.StoredMessage``), in order."""
+
+    conversation_id: int | None
+    title: str
+    messages: tuple
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    query: str
+    hits: tuple  # history.SearchHit records, newest first
+
+
+Event = (
+    StatusEvent | TokenChunk | ReplyFinished | ErrorEvent | ConversationsListed | ConversationOpened | SearchResults
+)

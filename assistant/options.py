@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speak replies into this .wav file (with --ask too), or to this sound device (index or name)")
     p.add_argument("--voice", metavar="NAME", help="text-to-speech voice (id or name; see the window's settings)")
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate in words per minute")
+    p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
+    p.add_argument("--export-chat", metavar="last|ID", help="print a saved conversation to stdout and exit")
+    p.add_argument("--format", choices=("json", "md"), default="md", help="format for --export-chat (default: md)")
     p.add_argument("--data-dir", metavar="DIR", help="keep all of the app's files (settings, models) in DIR")
     p.add_argument("--verbose", action="store_true", help="log details to stderr")
     return p
@@ -75,6 +78,8 @@ def check_args(args: argparse.Namespace) -> str | None:
     """A usage problem with the flags, as one line, or None."""
     if args.data_dir and Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
         return f"--data-dir {args.data_dir} is not a folder."
+    if args.export_chat is not None and args.export_chat != "last" and not args.export_chat.isdigit():
+        return "--export-chat takes 'last' or a conversation number."
     if args.image and args.ask is None:
         return "--image needs --ask (in the window, attach images with the paperclip button)."
     return None

@@ -11,6 +11,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from assistant.options import paths_from, quiet_libraries, settings_from
+from assistant.history import HistoryError, open_history
 from assistant.settings import APP_NAME, APP_TITLE, load_settings
 from assistant.voice.audio import AudioDeviceError, open_speaker
 
@@ -50,10 +51,18 @@ def run_gui(args: argparse.Namespace) -> int:
         speaker = open_speaker(args.speaker)
     except AudioDeviceError as exc:
         notice = " ".join(filter(None, [notice, f"{exc} Replies are shown but not spoken."]))
-    window = MainWindow(settings, paths, startup_notice=notice, speaker=speaker)
+    history = None
+    try:
+        history, warning = open_history(paths.data)
+        notice = " ".join(filter(None, [notice, warning]))
+    except HistoryError as exc:
+        notice = " ".join(filter(None, [notice, f"{exc} Chats are not saved in this session."]))
+    window = MainWindow(settings, paths, startup_notice=notice or None, speaker=speaker, history=history)
     app.aboutToQuit.connect(window.bridge.shutdown)  # quitting without closing the window
     window.show()
     window.bridge.load()  # in the pipeline thread: the window is usable while the model loads
     code = app.exec()
+    if history is not None:
+        history.close()
     logging.getLogger(__name__).info("exiting with %s", code)
     return code

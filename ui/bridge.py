@@ -14,14 +14,18 @@ import logging
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from assistant.engine import BackendFactory, Engine, default_backend_factory
 from assistant.messages import (
+    ConversationOpened,
+    ConversationsListed,
     ErrorEvent,
     Event,
     ReplyFinished,
+    SearchResults,
     State,
     StatusEvent,
     TokenChunk,
@@ -29,6 +33,9 @@ from assistant.messages import (
 )
 from assistant.settings import AppPaths, Settings
 from assistant.voice.audio import Speaker
+
+if TYPE_CHECKING:
+    from assistant.history import HistoryStore
 from assistant.voice.voice_out import SpeechEvent, VoiceOut
 
 log = logging.getLogger(__name__)
@@ -70,6 +77,11 @@ class _Worker(QObject):
     def new_chat(self) -> None:
         self.engine.new_chat()
 
+    @Slot(str, object)
+    def history(self, method: str, args: tuple) -> None:
+        """Conversation-store work (list, open, rename, delete, search, export, import): I/O stays here."""
+        getattr(self.engine, method)(*args)
+
 
 class EngineBridge(QObject):
     UPDATE_COST_FACTOR = 20  # at most ~5 % of the GUI thread goes to showing tokens
@@ -80,11 +92,15 @@ class EngineBridge(QObject):
     error = Signal(object)  # ErrorEvent
     busy_changed = Signal(bool)
     speech = Signal(object)  # SpeechEvent from the speech thread
+    conversations = Signal(object)  # ConversationsListed
+    conversation_opened = Signal(object)  # ConversationOpened
+    search_results = Signal(object)  # SearchResults
 
     _load = Signal(int)
     _apply = Signal(object, int)
     _turn = Signal(object, int)
     _new_chat = Signal()
+    _history = Signal(str, object)
     _tokens_pending = Signal()
 
     def __init__(
@@ -95,6 +111,7 @@ class EngineBridge(QObject):
         flush_ms: int = 33,
         parent: QObject | None = None,
         speaker: Speaker | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         super().__init__(parent)
         self.flush_ms = flush_ms
@@ -110,7 +127,7 @@ class EngineBridge(QObject):
         self._closed = False
         self._settings = settings  # the latest requested (the worker applies them in order)
 
-        self.engine = Engine(settings, paths, self._from_engine, backend_factory)
+        self.engine = Engine(settings, paths, self._from_engine, backend_factory, history)
         self._thread = QThread()
         self._thread.setObjectName("pipeline")
         _threads.add(self._thread)
@@ -121,6 +138,7 @@ class EngineBridge(QObject):
         self._apply.connect(self._worker.apply_settings)
         self._turn.connect(self._worker.run_turn)
         self._new_chat.connect(self._worker.new_chat)
+        self._history.connect(self._worker.history)
         self._worker.event.connect(self._on_event)
         self._worker.turn_done.connect(self._on_turn_done)
         self._tokens_pending.connect(self._schedule_flush)
@@ -185,6 +203,17 @@ class EngineBridge(QObject):
         self.engine.cancel()
         self._silence()
         self._new_chat.emit()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        """Switch to a saved conversation (stops any reply in progress first)."""
+        self.engine.cancel()
+        self._silence()
+        self._history.emit("open_conversation", (conversation_id,))
+
+    def history_request(self, method: str, *args) -> None:
+        """list_conversations, rename_conversation, delete_conversation, search, export_conversation,
+        import_conversation: run in the pipeline thread; answers come back as signals."""
+        self._history.emit(method, args)
 
     def shutdown(self, timeout_ms: int = 2000) -> bool:
         """Stop work, end the pipeline thread and join it; True when it ended in time."""
@@ -260,6 +289,12 @@ class EngineBridge(QObject):
             self.reply_finished.emit(event)
         elif isinstance(event, ErrorEvent):
             self.error.emit(event)
+        elif isinstance(event, ConversationsListed):
+            self.conversations.emit(event)
+        elif isinstance(event, ConversationOpened):
+            self.conversation_opened.emit(event)
+        elif isinstance(event, SearchResults):
+            self.search_results.emit(event)
 
     @Slot(int)
     def _on_turn_done(self, turn_id: int) -> None:

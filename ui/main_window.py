@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
@@ -14,13 +15,23 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from assistant.engine import BackendFactory, default_backend_factory
-from assistant.messages import ErrorEvent, ErrorKind, ImageInput, ReplyFinished, State, StatusEvent, UserTurn
+from assistant.messages import (
+    ConversationOpened,
+    ErrorEvent,
+    ErrorKind,
+    ImageInput,
+    ReplyFinished,
+    State,
+    StatusEvent,
+    UserTurn,
+)
 from assistant.settings import APP_TITLE, AppPaths, Settings, save_settings
 from assistant.voice.audio import Speaker
 from assistant.voice.voice_out import SpeechEvent
@@ -29,6 +40,10 @@ from .bridge import EngineBridge
 from .chat_view import ChatView
 from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
 from .settings_dialog import SettingsDialog
+from .sidebar import Sidebar
+
+if TYPE_CHECKING:
+    from assistant.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +70,7 @@ class MainWindow(QMainWindow):
         startup_notice: str | None = None,
         persist_settings: bool = True,
         speaker: Speaker | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -63,7 +79,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_TITLE)
         self.resize(980, 720)
         self.setAcceptDrops(True)
-        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker)
+        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker, history=history)
+        self.sidebar: Sidebar | None = Sidebar() if history is not None else None
 
         self._build_actions()
         self._build_body()
@@ -75,6 +92,18 @@ class MainWindow(QMainWindow):
         self.bridge.error.connect(self.on_error)
         self.bridge.busy_changed.connect(self.on_busy)
         self.bridge.speech.connect(self.on_speech)
+        self.bridge.conversation_opened.connect(self.on_conversation_opened)
+        if self.sidebar is not None:
+            sidebar = self.sidebar
+            self.bridge.conversations.connect(lambda e: sidebar.show_conversations(e.items, e.current_id))
+            self.bridge.search_results.connect(lambda e: sidebar.show_search(e.query, e.hits))
+            sidebar.open_requested.connect(self.bridge.open_conversation)
+            sidebar.rename_requested.connect(lambda i, t: self.bridge.history_request("rename_conversation", i, t))
+            sidebar.delete_requested.connect(lambda i: self.bridge.history_request("delete_conversation", i))
+            sidebar.export_requested.connect(self.export_conversation)
+            sidebar.search_changed.connect(self.search)
+            sidebar.new_chat_requested.connect(self.new_chat)
+            self.bridge.history_request("list_conversations")
         self.on_status(self.bridge.status)
         self.on_busy(False)
         if startup_notice:
@@ -110,9 +139,13 @@ class MainWindow(QMainWindow):
         self.speak_action.setShortcut(QKeySequence("Ctrl+M"))
         self.speak_action.setToolTip("Read replies aloud (Ctrl+M mutes)")
         self.speak_action.toggled.connect(self.set_speaking)
+        self.import_action = QAction("Import…", self)
+        self.import_action.setToolTip("Import a chat exported as JSON")
+        self.import_action.triggered.connect(self.import_conversation)
         bar.addAction(self.new_chat_action)
         bar.addAction(self.settings_action)
         bar.addAction(self.speak_action)
+        bar.addAction(self.import_action)
         self.addAction(self.stop_action)
         self.addAction(self.attach_action)
 
@@ -147,7 +180,15 @@ class MainWindow(QMainWindow):
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
         column.addLayout(row)
-        self.setCentralWidget(central)
+        if self.sidebar is not None:
+            splitter = QSplitter()
+            splitter.addWidget(self.sidebar)
+            splitter.addWidget(central)
+            splitter.setStretchFactor(1, 1)
+            splitter.setSizes([240, 740])
+            self.setCentralWidget(splitter)
+        else:
+            self.setCentralWidget(central)
         self.prompt.setFocus()
 
     def _build_status_line(self) -> None:
@@ -205,6 +246,51 @@ class MainWindow(QMainWindow):
                 self.speak_action.blockSignals(True)
                 self.speak_action.setChecked(False)
                 self.speak_action.blockSignals(False)
+
+    @Slot(object)
+    def on_conversation_opened(self, event: ConversationOpened) -> None:
+        """Show a saved conversation; the engine already gave the model its history."""
+        self.chat.clear()
+        for message in event.messages:
+            turn_id = -message.id  # restored messages never collide with live turns
+            if message.role == "user":
+                images = [(image.path.name, QImage(str(image.path))) for image in message.images]
+                self.chat.add_user(turn_id, message.text, images)
+            elif message.role == "assistant":
+                widget = self.chat.add_assistant(turn_id)
+                widget.set_text(message.text)
+                if message.status == "stopped":
+                    widget.finish("stopped", "Stopped — the partial reply is kept.")
+                elif message.status == "failed":
+                    widget.finish("failed", message.meta.get("error", "This reply failed."))
+                else:
+                    widget.finish("done")
+        self.setWindowTitle(f"{event.title} — {APP_TITLE}" if event.title else APP_TITLE)
+        self.prompt.setFocus()
+
+    @Slot(str)
+    def search(self, query: str) -> None:
+        if query:
+            self.bridge.history_request("search", query)
+        else:
+            self.bridge.history_request("list_conversations")
+
+    @Slot(int, str)
+    def export_conversation(self, conversation_id: int, fmt: str) -> None:
+        if fmt == "md":
+            folder = QFileDialog.getExistingDirectory(self, "Export chat as Markdown into folder")
+            if folder:
+                self.bridge.history_request("export_conversation", conversation_id, "md", Path(folder))
+        else:
+            path, _ = QFileDialog.getSaveFileName(self, "Export chat as JSON", "chat.json", "JSON (*.json)")
+            if path:
+                self.bridge.history_request("export_conversation", conversation_id, "json", Path(path))
+
+    @Slot()
+    def import_conversation(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a chat", "", "JSON (*.json)")
+        if path:
+            self.bridge.history_request("import_conversation", Path(path))
 
     @Slot(int, str)
     def on_tokens(self, turn_id: int, text: str) -> None:
@@ -271,6 +357,10 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         self.bridge.new_chat()
         self.chat.clear()
+        self.setWindowTitle(APP_TITLE)
+        if self.sidebar is not None:
+            self.sidebar.current_id = None
+            self.sidebar.list.clearSelection()
         self.attachments.take()
         self.prompt.clear()
         self.prompt.setFocus()
