@@ -137,3 +137,97 @@ def test_sidebar_switches_conversations_and_the_model_follows(qtbot, paths, tiny
     finally:
         window.close()
         store.close()
+
+
+def test_failed_turn_is_saved_but_not_replayed_to_the_model(tiny_models, paths):
+    from tests.conftest import failing_factory
+
+    store, _ = open_history(paths.data)
+    engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=50), paths, lambda e: None,
+                    failing_factory(after_chunks=3), history=store)
+    assert engine.load()
+    assert engine.handle_turn(UserTurn("this one breaks")) is None
+    saved = store.messages(engine.conversation_id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "failed")]
+    assert "device-side assert" in saved[1].meta["error"] and saved[1].text  # the partial text is kept
+    conversation = engine.conversation_id
+    engine.new_chat()
+    assert engine.open_conversation(conversation) and engine.history == []
+    store.close()
+
+
+def test_export_and_import_through_the_engine(tiny_models, paths, image_file, tmp_path):
+    store, _ = open_history(paths.data)
+    events = []
+    engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=4), paths, events.append,
+                    history=store)
+    assert engine.load()
+    engine.handle_turn(UserTurn("look at this", (ImageInput.from_path(image_file),)))
+    conversation = engine.conversation_id
+    md = engine.export_conversation(conversation, "md", tmp_path / "md")
+    assert md.read_text().startswith("# look at this") and "## You" in md.read_text()
+    linked = [line for line in md.read_text().splitlines() if line.startswith("![")]
+    assert linked and (md.parent / linked[0].split("(")[1].rstrip(")")).read_bytes() == image_file.read_bytes()
+    exported = engine.export_conversation(conversation, "json", tmp_path / "chat.json")
+    imported = engine.import_conversation(exported)
+    assert imported != conversation and engine.conversation_id == imported
+    assert [m.text for m in store.messages(imported)] == [m.text for m in store.messages(conversation)]
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    assert engine.import_conversation(tmp_path / "bad.json") is None
+    assert "could not be imported" in events[-1].message
+    store.close()
+
+
+def test_sigkill_mid_reply_keeps_every_completed_message(tiny_models, tmp_path):
+    """The app's own process is killed while a reply streams: what was complete survives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import tests.conftest as c
+from assistant.engine import Engine
+from assistant.history import open_history
+from assistant.messages import TokenChunk, UserTurn
+from assistant.settings import AppPaths, Settings
+paths = AppPaths.under({str(tmp_path / 'app')!r})
+store, _ = open_history(paths.data)
+def emit(e):
+    if isinstance(e, TokenChunk):
+        print("token", flush=True)
+engine = Engine(Settings(model={str(tiny_models['idefics3'])!r}, max_new_tokens=400), paths, emit,
+                c.paced_factory(delay=0.01, min_new_tokens=400), history=store)
+engine.load()
+engine.backend.generate_kwargs = {{"min_new_tokens": 3}}
+engine.settings = engine.settings.replace(max_new_tokens=3)
+for q in ("first question", "second question"):
+    engine.handle_turn(UserTurn(q))
+    print("done", q, flush=True)
+engine.settings = engine.settings.replace(max_new_tokens=400)
+engine.backend.generate_kwargs = {{"min_new_tokens": 400}}
+engine.handle_turn(UserTurn("third question, never answered"))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    seen_done, tokens_after = 0, 0
+    for line in proc.stdout:
+        if line.startswith("done"):
+            seen_done += 1
+        elif seen_done == 2:
+            tokens_after += 1
+            if tokens_after >= 5:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    store, warning = open_history(tmp_path / "app" / "data")
+    assert warning is None
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    messages = store.messages(store.last_conversation_id())
+    assert [(m.role, m.text) for m in messages if m.role == "user"] == [
+        ("user", "first question"), ("user", "second question"), ("user", "third question, never answered")]
+    assert [m.status for m in messages if m.role == "assistant"] == ["complete", "complete"]
+    store.close()
