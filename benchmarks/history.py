@@ -127,6 +127,50 @@ def fresh_process_open(data_dir: Path, runs: int) -> list[float]:
     return out
 
 
+def window_times(data_dir: Path, info: dict, runs: int) -> list[tuple[str, list[float]]]:
+    """The real window (offscreen): from creation to a filled sidebar, and sidebar click to a shown chat."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop
+
+    from assistant.settings import AppPaths, Settings
+    from ui.app import create_app
+    from ui.main_window import MainWindow
+
+    app = create_app([])
+    paths = AppPaths.under(data_dir / "app")
+    opening, switching = [], {"typical": [], "big": []}
+    for _ in range(runs):
+        started = time.perf_counter()
+        store, _ = open_history(data_dir)
+        window = MainWindow(Settings(model=str(data_dir / "no-model-needed")), paths, history=store,
+                            persist_settings=False)
+        window.show()
+        listed = QEventLoop()
+        window.bridge.conversations.connect(lambda _e: listed.quit())
+        listed.exec()
+        app.processEvents()  # the sidebar is drawn
+        opening.append((time.perf_counter() - started) * 1000)
+        for which in ("typical", "big"):
+            opened = QEventLoop()
+            window.bridge.conversation_opened.connect(lambda _e: opened.quit())
+            started = time.perf_counter()
+            window.bridge.open_conversation(info[which])
+            opened.exec()
+            app.processEvents()  # the chat view is laid out and drawn
+            switching[which].append((time.perf_counter() - started) * 1000)
+            window.bridge.conversation_opened.disconnect()
+        window.close()
+        store.close()
+        app.processEvents()
+    return [
+        ("window: open until the sidebar shows all chats", opening),
+        ("window: switch to a typical chat, shown", switching["typical"]),
+        ("window: switch to the 1,000-message chat, shown", switching["big"]),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=10_000)
@@ -189,6 +233,8 @@ def main() -> None:
             results.append((f"search {label}: {len(hits)} hits", timed(lambda q=query: store.search(q), args.runs)))
     finally:
         store.close()
+
+    results += window_times(data_dir, info, args.runs)
 
     width = max(len(name) for name, _ in results)
     print(f"\n{'operation':<{width}}  {'median ms':>9}  {'max ms':>7}")
