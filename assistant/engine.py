@@ -184,8 +184,8 @@ class Engine:
 
     # -- saved conversations (pipeline thread) --------------------------------------------
 
-    def _save(self, what: str, write: Callable[[HistoryStore], T]) -> T | None:
-        """Run one write to the store; a failure is reported once and never stops a turn."""
+    def _store_call(self, what: str, write: Callable[[HistoryStore], T]) -> T | None:
+        """One call to the store; a failure is reported once and never stops a turn."""
         if self.store is None:
             return None
         try:
@@ -194,20 +194,20 @@ class Engine:
             log.exception("history: could not %s", what)
             if not self._store_warned:
                 self._store_warned = True
-                self._emit(ErrorEvent(f"The conversation could not be saved ({exc}); it stays on screen.", ErrorKind.HISTORY))
+                self._emit(ErrorEvent(f"Chat history: could not {what} ({exc}).", ErrorKind.HISTORY))
             return None
 
     def list_conversations(self) -> None:
         if self.store is not None:
-            items = self._save("list conversations", lambda s: s.list_conversations()) or []
+            items = self._store_call("list conversations", lambda s: s.list_conversations()) or []
             self._emit(ConversationsListed(tuple(items), self.conversation_id))
 
     def open_conversation(self, conversation_id: int) -> bool:
         """Make a saved conversation the current one: the model sees its history from now on."""
         if self.store is None:
             return False
-        summary = self._save("open a conversation", lambda s: s.get_conversation(conversation_id))
-        stored = self._save("open a conversation", lambda s: s.messages(conversation_id))
+        summary = self._store_call("open a conversation", lambda s: s.get_conversation(conversation_id))
+        stored = self._store_call("open a conversation", lambda s: s.messages(conversation_id))
         if summary is None or stored is None:
             self._emit(ErrorEvent("That conversation could not be opened.", ErrorKind.HISTORY))
             return False
@@ -234,11 +234,11 @@ class Engine:
         return True
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self._save("rename", lambda s: s.rename_conversation(conversation_id, title))
+        self._store_call("rename", lambda s: s.rename_conversation(conversation_id, title))
         self.list_conversations()
 
     def delete_conversation(self, conversation_id: int) -> None:
-        self._save("delete", lambda s: s.delete_conversation(conversation_id))
+        self._store_call("delete", lambda s: s.delete_conversation(conversation_id))
         if conversation_id == self.conversation_id:
             self.new_chat()
             self._emit(ConversationOpened(None, "", ()))
@@ -253,7 +253,7 @@ class Engine:
             destination.write_text(json.dumps(store.export_json(conversation_id), ensure_ascii=False, indent=1))
             return destination
 
-        path = self._save("export", write)
+        path = self._store_call("export", write)
         if path is not None:
             self._status(State.READY if self.backend else State.UNLOADED, f"Exported to {path}")
         return path
@@ -275,7 +275,7 @@ class Engine:
         return conversation_id
 
     def search(self, query: str) -> None:
-        hits = self._save("search", lambda s: s.search(query)) if query.strip() else []
+        hits = self._store_call("search", lambda s: s.search(query)) if query.strip() else []
         self._emit(SearchResults(query, tuple(hits or ())))
 
     def _messages(self, history: list[ChatMessage]) -> list[ChatMessage]:
@@ -303,10 +303,10 @@ class Engine:
         # Saved before the model runs: a crash mid-reply never loses the question.
         new_conversation = self.conversation_id is None
         if new_conversation:
-            self.conversation_id = self._save("start a conversation", lambda s: s.create_conversation())
+            self.conversation_id = self._store_call("start a conversation", lambda s: s.create_conversation())
         conversation = self.conversation_id
         if conversation is not None:
-            self._save("save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded))
+            self._store_call("save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded))
             if new_conversation:
                 self.list_conversations()
         if self.backend is None and not self.load(epoch):
@@ -365,7 +365,7 @@ class Engine:
     def _save_reply(self, conversation: int | None, text: str, status: str, error: str = "") -> None:
         if conversation is not None:
             meta = {"error": error} if error else None
-            self._save("save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
+            self._store_call("save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
             self.list_conversations()  # its "updated" time moved: the sidebar order changes
 
     def _fail_turn(self, turn: UserTurn, exc: AssistantError, partial: str, conversation: int | None = None) -> None:
