@@ -142,7 +142,9 @@ class MainWindow(QMainWindow):
         self.import_action = QAction("Import…", self)
         self.import_action.setToolTip("Import a chat exported as JSON")
         self.import_action.triggered.connect(self.import_conversation)
-        bar.addAction(self.new_chat_action)
+        self.addAction(self.new_chat_action)  # Ctrl+N; the sidebar has the button when history is on
+        if self.sidebar is None:
+            bar.addAction(self.new_chat_action)
         bar.addAction(self.settings_action)
         bar.addAction(self.speak_action)
         bar.addAction(self.import_action)
