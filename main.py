@@ -11,7 +11,16 @@ import argparse
 import sys
 
 from assistant.errors import BadInputError
-from assistant.messages import ErrorEvent, ImageInput, ReplyFinished, State, StatusEvent, TokenChunk, UserTurn
+from assistant.messages import (
+    ErrorEvent,
+    FramesChosen,
+    ImageInput,
+    ReplyFinished,
+    State,
+    StatusEvent,
+    TokenChunk,
+    UserTurn,
+)
 from assistant.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -54,6 +63,37 @@ class _ConsoleProgress:
             self.last_line = ""
 
 
+LIVE_CAPTURE_SECONDS = 3.0  # how long --ask watches a live camera before asking
+
+
+def capture_frames(spec: str) -> tuple:
+    """Recent frames for ``--ask --camera``: a whole video file (decoded as fast as it
+    goes), or a few seconds of a live camera or stream."""
+    import os
+    import time
+
+    from assistant.camera import CameraSource, FrameBuffer, parse_source
+
+    source = parse_source(spec)
+    is_file = isinstance(source, str) and os.path.isfile(source)
+    buffer = FrameBuffer()
+    camera = CameraSource(source, realtime=not is_file, buffer=buffer, reconnect=False)
+    camera.start()
+    try:
+        if is_file:
+            camera.wait_until_ended(timeout=600)
+        else:
+            deadline = time.monotonic() + LIVE_CAPTURE_SECONDS
+            while time.monotonic() < deadline and camera.status.state not in ("failed", "ended"):
+                time.sleep(0.05)
+    finally:
+        camera.stop()
+    frames = tuple(buffer.frames())
+    if not frames:
+        raise RuntimeError(f"the camera '{spec}' gave no frames ({camera.status.detail})")
+    return frames
+
+
 def run_ask(args: argparse.Namespace) -> int:
     from assistant.engine import Engine
     from assistant.images import load_image
@@ -72,9 +112,17 @@ def run_ask(args: argparse.Namespace) -> int:
     except (BadInputError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if not question.strip() and not images:
+    if not question.strip() and not images and args.camera is None:
         print("error: --ask needs a question (or an --image).", file=sys.stderr)
         return EXIT_USAGE
+
+    frames: tuple = ()
+    if args.camera is not None:
+        try:
+            frames = capture_frames(args.camera)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
 
     errors: list[str] = []
     progress = _ConsoleProgress()
@@ -108,6 +156,9 @@ def run_ask(args: argparse.Namespace) -> int:
             progress.show(event)
         elif isinstance(event, ErrorEvent):
             errors.append(event.message)
+        elif isinstance(event, FramesChosen):
+            for choice in event.chosen:  # a stable format: scripts read these lines
+                print(f"frame t={choice.frame.t:.2f} weight={choice.weight:.3f}", file=sys.stderr, flush=True)
         elif isinstance(event, ReplyFinished):
             out.write("\n")
             out.flush()
@@ -131,7 +182,7 @@ def run_ask(args: argparse.Namespace) -> int:
         if not ok:
             print(f"error: {errors[-1] if errors else 'the model could not be loaded.'}", file=sys.stderr)
             return EXIT_FAILED
-        reply = engine.handle_turn(UserTurn(question, images))
+        reply = engine.handle_turn(UserTurn(question, images, frames=frames))
         if voice is not None and reply is not None:
             voice.wait_idle(timeout=600)
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from PIL import Image as PILImage
+
 from .backends.base import (
     BackendInfo,
     ChatMessage,
@@ -31,13 +33,14 @@ from .backends.base import (
     PromptTooLongError,
 )
 from .errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
-from .images import decode_image, read_image_bytes
+from .images import decode_image, encode_jpeg, read_image_bytes
 from .messages import (
     ConversationOpened,
     ConversationsListed,
     ErrorEvent,
     ErrorKind,
     Event,
+    FramesChosen,
     ReplyFinished,
     SearchResults,
     State,
@@ -91,6 +94,8 @@ class Engine:
         self.store = history  # where conversations are saved (None: not saved)
         self.conversation_id: int | None = None  # created with the first message of a new chat
         self._store_warned = False
+        self._selector = None  # the attention-fusion stage, built on first use
+        self._selector_key: tuple | None = None
         self._epoch = 0
         self._epoch_lock = threading.Lock()
 
@@ -292,7 +297,7 @@ class Engine:
         if token.cancelled:
             return None  # stopped while it waited in the queue
         try:
-            if not turn.text.strip() and not turn.images:
+            if not turn.text.strip() and not turn.images and not turn.frames:
                 raise BadInputError("There is nothing to send: type a question or attach an image.")
             encoded = [read_image_bytes(image) for image in turn.images]
             images = tuple(decode_image(data, image.name) for data, image in zip(encoded, turn.images))
@@ -300,13 +305,21 @@ class Engine:
             self._emit(ErrorEvent(str(exc), ErrorKind.BAD_INPUT, turn.id))
             self._status(State.READY if self.backend else State.ERROR, str(exc))
             return None
+        meta = None
+        if turn.frames:  # attention fusion: which of the recent camera frames go with the question
+            chosen = self._select_frames(turn)
+            images += tuple(PILImage.fromarray(choice.frame.image) for choice in chosen)
+            encoded += [encode_jpeg(choice.frame.image) for choice in chosen]
+            meta = {"frames": [{"t": round(c.frame.t, 3), "weight": round(c.weight, 4)} for c in chosen]}
         # Saved before the model runs: a crash mid-reply never loses the question.
         new_conversation = self.conversation_id is None
         if new_conversation:
             self.conversation_id = self._store_call("start a conversation", lambda s: s.create_conversation())
         conversation = self.conversation_id
         if conversation is not None:
-            self._store_call("save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded))
+            self._store_call(
+                "save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded, meta=meta)
+            )
             if new_conversation:
                 self.list_conversations()
         if self.backend is None and not self.load(epoch):
@@ -361,6 +374,30 @@ class Engine:
         self._emit(reply)
         self._status(State.READY, "Stopped" if result.stopped else "Ready")
         return reply
+
+    def _select_frames(self, turn: UserTurn) -> tuple:
+        from .fusion import FrameSelector
+
+        settings = self.settings
+        key = (settings.camera_frames, settings.attention_temperature, settings.relevance_model)
+        if self._selector is None or self._selector_key != key:
+            relevance = None
+            if settings.relevance_model:
+                try:
+                    from .fusion import ClipRelevance
+
+                    relevance = ClipRelevance(settings.relevance_model, settings.device)
+                except Exception as exc:  # noqa: BLE001 - relevance is optional: carry on without it
+                    log.warning("relevance model failed to load: %s", exc)
+                    self._emit(ErrorEvent(
+                        f"The relevance model '{settings.relevance_model}' could not be loaded ({exc}); "
+                        "frames are chosen by sharpness, novelty and recency.", ErrorKind.MODEL_LOAD))
+            self._selector = FrameSelector(settings.camera_frames, settings.attention_temperature, relevance=relevance)
+            self._selector_key = key
+        result = self._selector.select(turn.frames, turn.text)
+        chosen = tuple(result.chosen)
+        self._emit(FramesChosen(turn.id, chosen, len(turn.frames)))
+        return chosen
 
     def _save_reply(self, conversation: int | None, text: str, status: str, error: str = "") -> None:
         if conversation is not None:

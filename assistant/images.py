@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadInputError
@@ -60,3 +61,10 @@ def decode_image(data: bytes, name: str, max_side: int = MAX_SIDE) -> Image.Imag
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:
+    """An RGB frame as JPEG bytes (how camera frames are kept in the history)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

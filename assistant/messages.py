@@ -46,6 +46,8 @@ class UserTurn:
     text: str
     images: tuple[ImageInput, ...] = ()
     id: int = field(default_factory=next_turn_id)
+    # Recent camera frames (``camera.Frame``) to choose from: the fusion stage picks the ones sent.
+    frames: tuple = ()
 
 
 class State(enum.Enum):
@@ -98,6 +100,15 @@ class ErrorEvent:
 
 
 @dataclass(frozen=True)
+class FramesChosen:
+    """The camera frames the fusion stage sent with a turn (``fusion.FrameChoice``), in time order."""
+
+    turn_id: int
+    chosen: tuple
+    candidates: int  # how many recent frames were scored
+
+
+@dataclass(frozen=True)
 class ConversationsListed:
     """The saved conversations, newest first (``history.ConversationSummary`` records)."""
 
@@ -121,5 +132,12 @@ class SearchResults:
 
 
 Event = (
-    StatusEvent | TokenChunk | ReplyFinished | ErrorEvent | ConversationsListed | ConversationOpened | SearchResults
+    StatusEvent
+    | TokenChunk
+    | ReplyFinished
+    | ErrorEvent
+    | FramesChosen
+    | ConversationsListed
+    | ConversationOpened
+    | SearchResults
 )

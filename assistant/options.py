@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speak replies into this .wav file (with --ask too), or to this sound device (index or name)")
     p.add_argument("--voice", metavar="NAME", help="text-to-speech voice (id or name; see the window's settings)")
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate in words per minute")
+    p.add_argument("--camera", metavar="SOURCE",
+                   help="camera: device index, video file or stream URL; with --ask, a file plays in full first")
     p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
     p.add_argument("--export-chat", metavar="last|ID", help="print a saved conversation to stdout and exit")
     p.add_argument("--format", choices=("json", "md"), default="md", help="format for --export-chat (default: md)")
@@ -56,6 +58,7 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         system_prompt=args.system_prompt,
         voice=args.voice,
         speech_rate=args.rate,
+        camera=args.camera,
     )
 
 

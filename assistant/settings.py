@@ -52,6 +52,11 @@ class Settings:
     voice: str = ""  # a system voice id or name; "" is the system's default voice
     speech_rate: int = 175  # words per minute
     speech_volume: float = 1.0  # 0..1
+    camera: str = "0"  # device index, video file or stream URL
+    camera_frames: int = 2  # how many recent frames go with a question (top-k)
+    attention_temperature: float = 0.5  # softmax temperature of the frame attention
+    relevance_model: str = ""  # a CLIP/SigLIP hub id or folder for question-frame relevance; "" = off
+    mirror_camera: bool = True
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -74,6 +79,12 @@ class Settings:
             raise SettingsError("speech_rate must be between 40 and 600 words per minute")
         if not isinstance(self.speech_volume, (int, float)) or not 0 <= self.speech_volume <= 1:
             raise SettingsError("speech_volume must be between 0 and 1")
+        if not isinstance(self.camera, str) or not isinstance(self.relevance_model, str):
+            raise SettingsError("camera and relevance_model must be text")
+        if not isinstance(self.camera_frames, int) or not 1 <= self.camera_frames <= 8:
+            raise SettingsError("camera_frames must be between 1 and 8")
+        if not isinstance(self.attention_temperature, (int, float)) or self.attention_temperature <= 0:
+            raise SettingsError("attention_temperature must be positive")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""

@@ -270,10 +270,10 @@ def test_settings_round_trip_and_validation(tmp_path):
     assert paths.settings_file == (tmp_path / "d" / "config" / "settings.json").resolve()
     assert load_settings(paths).settings == Settings()  # no file yet: defaults
     custom = Settings(model="org/model", device="cpu", dtype="bfloat16", max_new_tokens=77, temperature=0.7,
-                      system_prompt="Réponds en français 🙂", extra={"camera": {"index": 1}})
+                      system_prompt="Réponds en français 🙂", extra={"future_feature": {"index": 1}})
     save_settings(paths, custom)
     loaded = load_settings(paths).settings
-    assert loaded == custom and loaded.extra == {"camera": {"index": 1}}  # other features' keys survive
+    assert loaded == custom and loaded.extra == {"future_feature": {"index": 1}}  # other features' keys survive
     with pytest.raises(SettingsError):
         Settings(device="tpu")
     with pytest.raises(SettingsError):

@@ -136,6 +136,7 @@ def test_sidebar_switches_conversations_and_the_model_follows(qtbot, paths, tiny
         assert window.chat.messages == []  # the open chat was the one deleted
     finally:
         window.close()
+        window.deleteLater()
         store.close()
 
 

@@ -301,6 +301,7 @@ def test_status_line_shows_download_progress(qtbot, paths, tiny_models):
         assert not window.progress.isVisible() and window.state_label.text() == "Ready"
     finally:
         window.close()
+        window.deleteLater()
 
 
 SPOKEN = "Hello there. Here is the first answer. And a second sentence follows it."
@@ -343,6 +344,7 @@ def test_replies_are_spoken_and_stop_silences_them(qtbot, paths, tmp_path):
         assert speaker.samples_written == written
     finally:
         window.close()
+        window.deleteLater()
     assert not window.bridge.voice._thread.is_alive()
 
 
@@ -387,3 +389,4 @@ def test_a_new_question_interrupts_the_spoken_answer(qtbot, paths, tmp_path):
         assert first_reply_sentences
     finally:
         window.close()
+        window.deleteLater()

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QEvent
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -62,6 +63,9 @@ def run_gui(args: argparse.Namespace) -> int:
     window.show()
     window.bridge.load()  # in the pipeline thread: the window is usable while the model loads
     code = app.exec()
+    # Tear the window down while the QApplication still exists, in Qt's order.
+    window.deleteLater()
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     if history is not None:
         history.close()
     logging.getLogger(__name__).info("exiting with %s", code)

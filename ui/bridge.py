@@ -11,6 +11,7 @@ behind the work: it bumps the engine's cancel epoch directly.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from assistant.messages import (
     ConversationsListed,
     ErrorEvent,
     Event,
+    FramesChosen,
     ReplyFinished,
     SearchResults,
     State,
@@ -95,6 +97,7 @@ class EngineBridge(QObject):
     conversations = Signal(object)  # ConversationsListed
     conversation_opened = Signal(object)  # ConversationOpened
     search_results = Signal(object)  # SearchResults
+    frames_chosen = Signal(object)  # FramesChosen
 
     _load = Signal(int)
     _apply = Signal(object, int)
@@ -145,11 +148,18 @@ class EngineBridge(QObject):
         self._thread.start()
 
         # Spoken replies: a speech thread of its own, fed straight from the pipeline thread.
+        # Its events are collected from the speech thread (a plain Python thread) and
+        # re-emitted here on a timer: no Qt object is touched from a foreign thread.
         self.voice: VoiceOut | None = None
+        self._speech_events: queue.SimpleQueue[SpeechEvent] = queue.SimpleQueue()
+        self._speech_timer = QTimer(self)
+        self._speech_timer.setInterval(25)
+        self._speech_timer.timeout.connect(self._drain_speech)
         if speaker is not None:
+            self._speech_timer.start()
             self.voice = VoiceOut(
                 speaker,
-                self.speech.emit,
+                self._speech_events.put,
                 voice=settings.voice,
                 rate=settings.speech_rate,
                 volume=settings.speech_volume,
@@ -223,6 +233,8 @@ class EngineBridge(QObject):
         self.engine.cancel()
         if self.voice is not None:  # devices first, then the pipeline
             self.voice.close()
+            self._speech_timer.stop()
+            self._drain_speech()
         self._thread.quit()
         finished = self._thread.wait(timeout_ms)
         if not finished:
@@ -295,6 +307,17 @@ class EngineBridge(QObject):
             self.conversation_opened.emit(event)
         elif isinstance(event, SearchResults):
             self.search_results.emit(event)
+        elif isinstance(event, FramesChosen):
+            self.frames_chosen.emit(event)
+
+    @Slot()
+    def _drain_speech(self) -> None:
+        while True:
+            try:
+                event = self._speech_events.get_nowait()
+            except queue.Empty:
+                return
+            self.speech.emit(event)
 
     @Slot(int)
     def _on_turn_done(self, turn_id: int) -> None:

@@ -50,6 +50,7 @@ class MessageWidget(QFrame):
         self.text = ""
         self.state = "streaming" if role == "assistant" else "done"
         self.image_names = [name for name, _ in images or []]
+        self.frame_captions: list[str] = []
         self.setObjectName(f"{role}Message")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
@@ -85,6 +86,24 @@ class MessageWidget(QFrame):
         layout.addWidget(self.footer)
         if role == "assistant":
             self.body.setText("<i>Thinking…</i>")
+
+    def add_frames(self, frames: list[tuple[QImage, str]]) -> None:
+        """The camera frames that went with this question, each with its caption (time, weight)."""
+        strip = QHBoxLayout()
+        strip.setSpacing(6)
+        for image, caption in frames:
+            cell = QVBoxLayout()
+            thumb = QLabel()
+            thumb.setPixmap(thumbnail(image))
+            thumb.setObjectName("frameThumbnail")
+            label = QLabel(caption)
+            label.setObjectName("frameCaption")
+            cell.addWidget(thumb)
+            cell.addWidget(label)
+            strip.addLayout(cell)
+        strip.addStretch(1)
+        self.layout().insertLayout(self.layout().count() - 2, strip)
+        self.frame_captions = [caption for _, caption in frames]
 
     def set_text(self, text: str) -> None:
         self.text = text

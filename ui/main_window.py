@@ -26,6 +26,7 @@ from assistant.messages import (
     ConversationOpened,
     ErrorEvent,
     ErrorKind,
+    FramesChosen,
     ImageInput,
     ReplyFinished,
     State,
@@ -37,6 +38,7 @@ from assistant.voice.audio import Speaker
 from assistant.voice.voice_out import SpeechEvent
 
 from .bridge import EngineBridge
+from .camera_panel import CameraPanel, frame_to_qimage
 from .chat_view import ChatView
 from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
 from .settings_dialog import SettingsDialog
@@ -81,6 +83,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker, history=history)
         self.sidebar: Sidebar | None = Sidebar() if history is not None else None
+        self.camera_panel = CameraPanel(settings.camera, settings.mirror_camera)
 
         self._build_actions()
         self._build_body()
@@ -93,6 +96,10 @@ class MainWindow(QMainWindow):
         self.bridge.busy_changed.connect(self.on_busy)
         self.bridge.speech.connect(self.on_speech)
         self.bridge.conversation_opened.connect(self.on_conversation_opened)
+        self.bridge.frames_chosen.connect(self.on_frames_chosen)
+        self.camera_panel.snapshot_taken.connect(self.attach_qimage)
+        self.camera_panel.mirror.toggled.connect(lambda on: self.apply_settings(self.settings.replace(mirror_camera=on)))
+        self.camera_panel.state_changed.connect(self._camera_source_used)
         if self.sidebar is not None:
             sidebar = self.sidebar
             self.bridge.conversations.connect(lambda e: sidebar.show_conversations(e.items, e.current_id))
@@ -182,15 +189,14 @@ class MainWindow(QMainWindow):
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
         column.addLayout(row)
+        splitter = QSplitter()
         if self.sidebar is not None:
-            splitter = QSplitter()
             splitter.addWidget(self.sidebar)
-            splitter.addWidget(central)
-            splitter.setStretchFactor(1, 1)
-            splitter.setSizes([240, 740])
-            self.setCentralWidget(splitter)
-        else:
-            self.setCentralWidget(central)
+        splitter.addWidget(central)
+        splitter.addWidget(self.camera_panel)
+        splitter.setStretchFactor(splitter.indexOf(central), 1)
+        splitter.setSizes([240, 700, 320] if self.sidebar is not None else [700, 320])
+        self.setCentralWidget(splitter)
         self.prompt.setFocus()
 
     def _build_status_line(self) -> None:
@@ -270,6 +276,20 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{event.title} — {APP_TITLE}" if event.title else APP_TITLE)
         self.prompt.setFocus()
 
+    @Slot(object)
+    def on_frames_chosen(self, event: FramesChosen) -> None:
+        message = self.chat.message("user", event.turn_id)
+        if message is not None and event.chosen:
+            message.add_frames([
+                (frame_to_qimage(c.frame), f"t={c.frame.t:.1f}s · {c.weight:.0%}") for c in event.chosen
+            ])
+
+    @Slot(bool)
+    def _camera_source_used(self, on: bool) -> None:
+        source = self.camera_panel.source.currentText().strip()
+        if on and source and source != self.settings.camera:
+            self.apply_settings(self.settings.replace(camera=source))
+
     @Slot(str)
     def search(self, query: str) -> None:
         if query:
@@ -339,7 +359,8 @@ class MainWindow(QMainWindow):
         if not text.strip() and not self.attachments.items:
             return
         items = self.attachments.take()
-        turn = UserTurn(text.strip(), tuple(image for image, _ in items))
+        frames = self.camera_panel.frames_for_question()
+        turn = UserTurn(text.strip(), tuple(image for image, _ in items), frames=frames)
         self.chat.add_user(turn.id, turn.text, [(image.name, preview) for image, preview in items])
         self.chat.add_assistant(turn.id)
         self.prompt.clear()
@@ -426,5 +447,6 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.camera_panel.shutdown()  # devices first, then the pipeline
         self.bridge.shutdown()
         event.accept()
