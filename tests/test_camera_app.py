@@ -125,3 +125,34 @@ def test_a_source_that_goes_away_shows_it_and_recovers(qtbot, camera_window, vid
     started = time.monotonic()
     window.close()
     assert time.monotonic() - started < 2.5 and panel.camera is None  # joined on close
+
+
+def test_camera_frames_are_saved_and_shown_again(qtbot, paths, tiny_models, video):
+    from assistant.camera import CameraSource, FrameBuffer
+    from assistant.engine import Engine
+    from assistant.history import open_history
+    from assistant.messages import UserTurn
+    from ui.main_window import MainWindow
+
+    buffer = FrameBuffer()
+    camera = CameraSource(str(video), realtime=False, buffer=buffer, reconnect=False)
+    camera.start()
+    assert camera.wait_until_ended(30)
+    camera.stop()
+    store, _ = open_history(paths.data)
+    engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=3), paths, lambda e: None,
+                    history=store)
+    assert engine.load()
+    engine.handle_turn(UserTurn("what is it?", frames=tuple(buffer.frames())))
+    saved = store.messages(engine.conversation_id)[0]
+    assert len(saved.images) == 2 and [round(f["t"], 1) for f in saved.meta["frames"]]
+    window = MainWindow(Settings(model=str(tiny_models["idefics3"])), paths, history=store, persist_settings=False)
+    try:
+        with qtbot.waitSignal(window.bridge.conversation_opened, timeout=5000):
+            window.bridge.open_conversation(engine.conversation_id)
+        user = window.chat.messages[0]
+        assert user.image_names == [] and len(user.frame_captions) == 2
+    finally:
+        window.close()
+        window.deleteLater()
+        store.close()

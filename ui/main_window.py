@@ -262,8 +262,15 @@ class MainWindow(QMainWindow):
         for message in event.messages:
             turn_id = -message.id  # restored messages never collide with live turns
             if message.role == "user":
-                images = [(image.path.name, QImage(str(image.path))) for image in message.images]
-                self.chat.add_user(turn_id, message.text, images)
+                frames = message.meta.get("frames", [])  # camera frames are the last images
+                split = len(message.images) - len(frames)
+                images = [(image.path.name, QImage(str(image.path))) for image in message.images[:split]]
+                widget = self.chat.add_user(turn_id, message.text, images)
+                if frames:
+                    widget.add_frames([
+                        (QImage(str(image.path)), f"t={f['t']:.1f}s · {f['weight']:.0%}")
+                        for image, f in zip(message.images[split:], frames)
+                    ])
             elif message.role == "assistant":
                 widget = self.chat.add_assistant(turn_id)
                 widget.set_text(message.text)
