@@ -37,7 +37,12 @@ def main() -> int:
     from assistant.messages import State
     from assistant.options import quiet_libraries
     from assistant.settings import AppPaths, Settings
-    from benchmarks.streaming import build_model
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("streaming_bench", Path(__file__).with_name("streaming.py"))
+    streaming = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(streaming)
+    build_model = streaming.build_model
     from ui.app import create_app
     from ui.main_window import MainWindow
 
@@ -91,6 +96,8 @@ def main() -> int:
         busy = window.bridge.busy
         window.stop()
         window.close()
+        window.deleteLater()
+        app.sendPostedEvents(None, 52)  # QEvent.DeferredDelete: torn down while Qt is alive
     print(f"camera: 640x480 30 fps file, played in real time; model: random Idefics3 ({args.size}); {os.cpu_count()} cores")
     print(f"preview while generating: {fps:5.1f} fps over {args.seconds:g} s (target >= 25; still generating: {busy})")
     if chosen:
