@@ -232,3 +232,29 @@ engine.handle_turn(UserTurn("third question, never answered"))
         ("user", "first question"), ("user", "second question"), ("user", "third question, never answered")]
     assert [m.status for m in messages if m.role == "assistant"] == ["complete", "complete"]
     store.close()
+
+
+def test_search_answers_while_a_reply_is_being_generated(qtbot, paths, tiny_models):
+    from tests.conftest import paced_factory
+    from ui.main_window import MainWindow
+
+    store, _ = open_history(paths.data)
+    conversation = store.create_conversation()
+    store.add_message(conversation, "user", "where did I park the bicycle?")
+    window = MainWindow(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=1000), paths, history=store,
+                        backend_factory=paced_factory(delay=0.02, min_new_tokens=1000), persist_settings=False)
+    try:
+        window.show()
+        window.bridge.load()
+        qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=20_000)
+        window.prompt.setPlainText("tell me a long story")
+        window.send()
+        qtbot.waitUntil(lambda: bool(window.chat.messages[-1].text), timeout=10_000)
+        window.sidebar.search.setText("bicycle")
+        qtbot.waitUntil(lambda: window.sidebar.showing_search, timeout=3000)
+        assert window.bridge.busy  # answered while the model is still writing
+        assert "bicycle" in window.sidebar.list.item(0).text()
+    finally:
+        window.close()
+        window.deleteLater()
+        store.close()

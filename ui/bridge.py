@@ -85,6 +85,31 @@ class _Worker(QObject):
         getattr(self.engine, method)(*args)
 
 
+class _Reader(QObject):
+    """Reads the conversation store in a thread of its own (own connection): the sidebar
+    and search answer at once, even while the pipeline thread is busy with a reply."""
+
+    event = Signal(object)
+
+    def __init__(self, store: HistoryStore) -> None:
+        super().__init__()
+        self.store = store
+
+    @Slot(str, object)
+    def read(self, method: str, args: tuple) -> None:
+        from assistant.errors import HistoryError
+
+        try:
+            if method == "search":
+                query = args[0]
+                hits = self.store.search(query) if query.strip() else []
+                self.event.emit(SearchResults(query, tuple(hits)))
+            elif method == "list_conversations":
+                self.event.emit(ConversationsListed(tuple(self.store.list_conversations()), args[0]))
+        except HistoryError as exc:
+            log.warning("history read failed: %s", exc)
+
+
 class EngineBridge(QObject):
     UPDATE_COST_FACTOR = 20  # at most ~5 % of the GUI thread goes to showing tokens
 
@@ -104,6 +129,7 @@ class EngineBridge(QObject):
     _turn = Signal(object, int)
     _new_chat = Signal()
     _history = Signal(str, object)
+    _read = Signal(str, object)
     _tokens_pending = Signal()
 
     def __init__(
@@ -146,6 +172,20 @@ class EngineBridge(QObject):
         self._worker.turn_done.connect(self._on_turn_done)
         self._tokens_pending.connect(self._schedule_flush)
         self._thread.start()
+
+        self._reader_thread: QThread | None = None
+        if history is not None:
+            from assistant.history import HistoryStore as _Store
+
+            self._reader = _Reader(_Store(history.path, history.images_dir))
+            self._reader_thread = QThread()
+            self._reader_thread.setObjectName("history-reader")
+            _threads.add(self._reader_thread)
+            self._reader.moveToThread(self._reader_thread)
+            self._reader_thread.finished.connect(self._reader.deleteLater)
+            self._read.connect(self._reader.read)
+            self._reader.event.connect(self._on_event)
+            self._reader_thread.start()
 
         # Spoken replies: a speech thread of its own, fed straight from the pipeline thread.
         # Its events are collected from the speech thread (a plain Python thread) and
@@ -220,6 +260,15 @@ class EngineBridge(QObject):
         self._silence()
         self._history.emit("open_conversation", (conversation_id,))
 
+    def read_request(self, method: str, *args) -> None:
+        """``search(query)`` or ``list_conversations()``, answered from the reader thread."""
+        if self._reader_thread is None:
+            self.history_request(method, *args)
+        elif method == "list_conversations":
+            self._read.emit(method, (self.engine.conversation_id,))
+        else:
+            self._read.emit(method, args)
+
     def history_request(self, method: str, *args) -> None:
         """list_conversations, rename_conversation, delete_conversation, search, export_conversation,
         import_conversation: run in the pipeline thread; answers come back as signals."""
@@ -236,6 +285,10 @@ class EngineBridge(QObject):
             self._speech_timer.stop()
             self._drain_speech()
         self._thread.quit()
+        if self._reader_thread is not None:
+            self._reader_thread.quit()
+            self._reader_thread.wait(timeout_ms)
+            self._reader.store.close()
         finished = self._thread.wait(timeout_ms)
         if not finished:
             # A model load cannot be interrupted half-way; it ends on its own.

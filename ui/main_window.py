@@ -110,7 +110,7 @@ class MainWindow(QMainWindow):
             sidebar.export_requested.connect(self.export_conversation)
             sidebar.search_changed.connect(self.search)
             sidebar.new_chat_requested.connect(self.new_chat)
-            self.bridge.history_request("list_conversations")
+            self.bridge.read_request("list_conversations")
         self.on_status(self.bridge.status)
         self.on_busy(False)
         if startup_notice:
@@ -300,9 +300,9 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def search(self, query: str) -> None:
         if query:
-            self.bridge.history_request("search", query)
+            self.bridge.read_request("search", query)
         else:
-            self.bridge.history_request("list_conversations")
+            self.bridge.read_request("list_conversations")
 
     @Slot(int, str)
     def export_conversation(self, conversation_id: int, fmt: str) -> None:
