@@ -390,3 +390,19 @@ def test_a_new_question_interrupts_the_spoken_answer(qtbot, paths, tmp_path):
     finally:
         window.close()
         window.deleteLater()
+
+
+def test_changing_a_setting_saves_only_that_setting(qtbot, paths, tiny_models):
+    from assistant.settings import save_settings
+
+    save_settings(paths, Settings(model="saved/model", max_new_tokens=99))
+    # This session runs with a command-line override of the model.
+    window = MainWindow(load_settings(paths).settings.replace(model=str(tiny_models["causal_lm"])), paths)
+    qtbot.addWidget(window)
+    try:
+        window.camera_panel.mirror.setChecked(not window.settings.mirror_camera)
+        saved = load_settings(paths).settings
+        assert saved.model == "saved/model" and saved.max_new_tokens == 99  # the override was not saved
+        assert saved.mirror_camera == window.settings.mirror_camera  # the change was
+    finally:
+        window.close()

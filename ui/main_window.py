@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ from assistant.messages import (
     StatusEvent,
     UserTurn,
 )
-from assistant.settings import APP_TITLE, AppPaths, Settings, save_settings
+from assistant.settings import APP_TITLE, AppPaths, Settings, load_settings, save_settings
 from assistant.voice.audio import Speaker
 from assistant.voice.voice_out import SpeechEvent
 
@@ -428,11 +429,21 @@ class MainWindow(QMainWindow):
         self.apply_settings(dialog.result_settings())
 
     def apply_settings(self, settings: Settings) -> None:
+        """Use ``settings`` now, and save what the user changed.
+
+        Only the changed fields are written over the saved file, so a command-line
+        override of this session (``--model`` …) is never saved by accident.
+        """
+        changed = {
+            f.name: getattr(settings, f.name)
+            for f in dataclasses.fields(Settings)
+            if f.name != "extra" and getattr(settings, f.name) != getattr(self.settings, f.name)
+        }
         self.settings = settings
         self.speak_action.setChecked(settings.speak_replies and self.bridge.voice is not None)
-        if self.persist_settings:
+        if self.persist_settings and changed:
             try:
-                save_settings(self.paths, settings)
+                save_settings(self.paths, load_settings(self.paths).settings.replace(**changed))
             except OSError as exc:
                 self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
         self.bridge.apply_settings(settings)
