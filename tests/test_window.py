@@ -406,3 +406,30 @@ def test_changing_a_setting_saves_only_that_setting(qtbot, paths, tiny_models):
         assert saved.mirror_camera == window.settings.mirror_camera  # the change was
     finally:
         window.close()
+
+
+def test_settings_dialog_edits_every_setting(qtbot):
+    from assistant.voice.tts import Voice
+    from ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(Settings(), voices=[Voice("en-us", "English (America)"), Voice("fr-fr", "French")])
+    qtbot.addWidget(dialog)
+    dialog.model.setCurrentText("  some/other-model ")
+    dialog.device.setCurrentText("cpu")
+    dialog.dtype.setCurrentText("bfloat16")
+    dialog.max_new_tokens.setValue(64)
+    dialog.temperature.setValue(0.7)
+    dialog.system_prompt.setPlainText("Be brief.")
+    dialog.speak.setChecked(False)
+    dialog.voice.setCurrentIndex(dialog.voice.findData("fr-fr"))
+    dialog.speech_rate.setValue(220)
+    dialog.volume.setValue(40)
+    result = dialog.result_settings()
+    assert (result.model, result.device, result.dtype, result.max_new_tokens, result.temperature) == (
+        "some/other-model", "cpu", "bfloat16", 64, 0.7)
+    assert (result.system_prompt, result.speak_replies, result.voice, result.speech_rate, result.speech_volume) == (
+        "Be brief.", False, "fr-fr", 220, 0.4)
+    dialog.model.setCurrentText("")
+    dialog.accept()
+    assert not dialog.problem.isHidden() and "model" in dialog.problem.text()  # refused, with the reason
+    assert dialog.result() != SettingsDialog.DialogCode.Accepted
