@@ -96,14 +96,18 @@ def capture_frames(spec: str) -> tuple:
 
 def run_ask(args: argparse.Namespace) -> int:
     from assistant.engine import Engine
-    from assistant.images import load_image
+    from assistant.images import decode_image, read_image_bytes
 
     quiet_libraries(args.verbose)
     question = sys.stdin.read() if args.ask == "-" else args.ask
-    images = tuple(ImageInput.from_path(p) for p in args.image)
     try:
-        for image in images:  # fail before a slow model load
-            load_image(image)
+        images = []
+        for path in args.image:  # read once, and checked before a slow model load
+            source = ImageInput.from_path(path)
+            data = read_image_bytes(source)
+            decode_image(data, source.name)
+            images.append(ImageInput.from_bytes(data, source.name))
+        images = tuple(images)
         paths = paths_from(args)
         loaded = load_settings(paths)
         if loaded.warning:

@@ -220,9 +220,8 @@ def build_tiny_clip(path: Path, *, image_size: int = 32, seed: int = 0) -> Path:
     """Write a tiny random CLIP (text + vision towers, CLIPProcessor) to ``path``."""
     from tokenizers import processors
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
-    from transformers.utils import logging as hf_logging
 
-    from tests.tiny_models import _seeded, _wrap_tokenizer, train_byte_level_bpe
+    from tests.tiny_models import _seeded, _wrap_tokenizer, save_quietly, train_byte_level_bpe
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -253,13 +252,7 @@ def build_tiny_clip(path: Path, *, image_size: int = 32, seed: int = 0) -> Path:
     )
     with _seeded(seed):
         model = CLIPModel(config).eval()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(path)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, path)
     processor.save_pretrained(path)
     return path
 

@@ -307,19 +307,29 @@ def test_status_line_shows_download_progress(qtbot, paths, tiny_models):
 SPOKEN = "Hello there. Here is the first answer. And a second sentence follows it."
 
 
-def test_replies_are_spoken_and_stop_silences_them(qtbot, paths, tmp_path):
+@pytest.fixture
+def speaking_window(qtbot, paths, tmp_path):
+    """A window whose (scripted) replies are spoken into a real-time WAV recorder."""
     from assistant.voice.audio import WavRecorderSpeaker
     from tests.conftest import scripted_factory
 
-    speaker = WavRecorderSpeaker(tmp_path / "window.wav", realtime=True)
-    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN * 3, 0.01),
-                        speaker=speaker)
-    speech = []
-    window.bridge.speech.connect(speech.append)
-    try:
+    def open_(reply: str, chunk_delay: float):
+        speaker = WavRecorderSpeaker(tmp_path / "spoken.wav", realtime=True)
+        window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(reply, chunk_delay),
+                            speaker=speaker)
+        speech = []
+        window.bridge.speech.connect(speech.append)
         window.show()
         window.bridge.load()
         qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
+        return window, speaker, speech
+
+    return open_
+
+
+def test_replies_are_spoken_and_stop_silences_them(qtbot, speaking_window):
+    window, speaker, speech = speaking_window(SPOKEN * 3, 0.01)
+    try:
         assert window.speak_action.isChecked() and window.speak_action.isEnabled()
         send(qtbot, window, "talk to me")
         qtbot.waitUntil(lambda: any(e.kind == "speaking" for e in speech), timeout=10_000)
@@ -348,15 +358,8 @@ def test_replies_are_spoken_and_stop_silences_them(qtbot, paths, tmp_path):
     assert not window.bridge.voice._thread.is_alive()
 
 
-def test_closing_while_speaking_joins_the_speech_thread(qtbot, paths, tmp_path):
-    from assistant.voice.audio import WavRecorderSpeaker
-    from tests.conftest import scripted_factory
-
-    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN, 0.0),
-                        speaker=WavRecorderSpeaker(tmp_path / "w.wav"))
-    window.show()
-    window.bridge.load()
-    qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
+def test_closing_while_speaking_joins_the_speech_thread(qtbot, speaking_window):
+    window, _, _ = speaking_window(SPOKEN, 0.0)
     send(qtbot, window, "talk")
     qtbot.waitUntil(lambda: window.bridge.voice.speaking, timeout=10_000)
     started = time.monotonic()
@@ -366,18 +369,9 @@ def test_closing_while_speaking_joins_the_speech_thread(qtbot, paths, tmp_path):
     window.deleteLater()
 
 
-def test_a_new_question_interrupts_the_spoken_answer(qtbot, paths, tmp_path):
-    from assistant.voice.audio import WavRecorderSpeaker
-    from tests.conftest import scripted_factory
-
-    window = MainWindow(Settings(model="scripted"), paths, backend_factory=scripted_factory(SPOKEN * 2, 0.0),
-                        speaker=WavRecorderSpeaker(tmp_path / "n.wav"))
-    speech = []
-    window.bridge.speech.connect(speech.append)
+def test_a_new_question_interrupts_the_spoken_answer(qtbot, speaking_window):
+    window, _, speech = speaking_window(SPOKEN * 2, 0.0)
     try:
-        window.show()
-        window.bridge.load()
-        qtbot.waitUntil(lambda: window.bridge.status.state is State.READY, timeout=10_000)
         send(qtbot, window, "first")
         wait_idle(qtbot, window)
         qtbot.waitUntil(lambda: window.bridge.voice.speaking, timeout=10_000)

@@ -148,8 +148,11 @@ def _save_model(model, path: Path, *, eos_id: int, pad_id: int, bos_id: int | No
         max_new_tokens=64,
     )
     model.eval()
-    # save_pretrained prints a "Writing model shards" tqdm bar; hide it for the
-    # duration of the save only (restore the caller's setting afterwards).
+    save_quietly(model, path)
+
+
+def save_quietly(model, path: Path) -> None:
+    """``save_pretrained`` without its "Writing model shards" bar (the caller's setting is restored)."""
     from transformers.utils import logging as hf_logging
 
     bars_were_enabled = hf_logging.is_progress_bar_enabled()
