@@ -46,12 +46,17 @@ from .messages import (
     State,
     StatusEvent,
     TokenChunk,
+    Transcribed,
     UserTurn,
+    next_turn_id,
 )
 from .settings import AppPaths, Settings
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .history import HistoryStore
+    from .voice.asr import SpeechRecognizer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,6 +100,8 @@ class Engine:
         self.conversation_id: int | None = None  # created with the first message of a new chat
         self._store_warned = False
         self._selector = None  # the attention-fusion stage, built on first use
+        self.recognizer: SpeechRecognizer | None = None  # Whisper, loaded with the first utterance
+        self._recognizer_key: tuple | None = None
         self._selector_key: tuple | None = None
         self._epoch = 0
         self._epoch_lock = threading.Lock()
@@ -168,6 +175,87 @@ class Engine:
             self.backend.unload()
         self.backend = None
         self.info = None
+
+    def unload_recognizer(self) -> None:
+        if self.recognizer is not None:
+            self.recognizer.unload()
+        self.recognizer = None
+        self._recognizer_key = None
+
+    # -- speech (pipeline thread) --------------------------------------------------------
+
+    def load_recognizer(self, epoch: int | None = None) -> bool:
+        """Load the speech recognizer the settings name (once); report problems; never raise."""
+        from .voice.asr import make_recognizer
+
+        settings = self.settings
+        key = (settings.asr_model, settings.device, settings.asr_language)
+        if self.recognizer is not None and self._recognizer_key == key:
+            return True
+        self.unload_recognizer()
+        token = self.token(epoch)
+        after = State.READY if self.backend else State.UNLOADED
+
+        def on_progress(p: Progress) -> None:
+            self._status(State.LOADING, p.detail, p.fraction)
+
+        name = settings.asr_model or "the speech recognizer"
+        self._status(State.LOADING, f"Loading {name}…")
+        try:
+            recognizer = make_recognizer(settings.asr_model, settings.device, "auto", self.paths.models,
+                                         settings.asr_language, on_progress, token)
+            described = recognizer.load(on_progress, token)
+        except Cancelled:
+            self._status(after, "Loading the speech recognizer was cancelled.")
+            return False
+        except AssistantError as exc:
+            self._emit(ErrorEvent(f"Speech recognition is not available: {exc}", ErrorKind.SPEECH))
+            self._status(after, "Speech recognition is not available.")
+            return False
+        except Exception as exc:  # noqa: BLE001
+            log.exception("speech recognizer failed to load")
+            self._emit(ErrorEvent(f"Speech recognition is not available: {exc}", ErrorKind.SPEECH))
+            self._status(after, "Speech recognition is not available.")
+            return False
+        self.recognizer, self._recognizer_key = recognizer, key
+        log.info("speech recognizer: %s", described)
+        self._status(after, f"Speech recognizer ready ({described})")
+        return True
+
+    def handle_utterance(
+        self,
+        samples: np.ndarray,
+        frames: tuple = (),
+        turn_id: int | None = None,
+        epoch: int | None = None,
+    ) -> ReplyFinished | None:
+        """Transcribe one utterance (16 kHz mono int16) and answer it like a typed turn.
+
+        Emits ``Transcribed`` first (the window shows it as the user's message),
+        then everything ``handle_turn`` emits.  Nothing recognized: ``Transcribed``
+        with empty text and no turn.  Never raises.
+        """
+        token = self.token(epoch)
+        turn_id = next_turn_id() if turn_id is None else turn_id
+        if token.cancelled or not self.load_recognizer(epoch):
+            return None
+        assert self.recognizer is not None
+        after = State.READY if self.backend else State.UNLOADED
+        self._status(State.TRANSCRIBING, "Transcribing…")
+        try:
+            transcript = self.recognizer.transcribe(samples)
+        except AssistantError as exc:
+            self._emit(ErrorEvent(str(exc), ErrorKind.SPEECH, turn_id))
+            self._status(after, str(exc))
+            return None
+        if token.cancelled:
+            self._status(after, "Stopped")
+            return None
+        self._emit(Transcribed(turn_id, transcript.text, transcript.audio_seconds, transcript.seconds))
+        if not transcript.text:
+            self._status(after, "No words were recognized in what was heard.")
+            return None
+        return self.handle_turn(UserTurn(transcript.text, frames=frames, id=turn_id), epoch)
 
     def apply_settings(self, settings: Settings, epoch: int | None = None) -> bool:
         """Use new settings; reload the model when anything it depends on changed."""

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 # Only what transformers needs to run the model: no ONNX/GGUF/PyTorch-pickle copies.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+# Speech recognition models come in either format: transformers, or CTranslate2 (faster-whisper)
+# whose weights are one ``model.bin`` (a PyTorch pickle is ``pytorch_model.bin``: not matched).
+ASR_ALLOW_PATTERNS = [*ALLOW_PATTERNS, "model.bin"]
 
 
 def looks_like_path(model: str) -> bool:
@@ -48,7 +51,7 @@ def _complete(folder: Path) -> bool:
         except (OSError, ValueError, KeyError):
             return False
         return all((folder / s).is_file() for s in shards)
-    return any(folder.glob("*.safetensors"))
+    return any(folder.glob("*.safetensors")) or (folder / "model.bin").is_file()  # model.bin: CTranslate2
 
 
 def human_bytes(n: float) -> str:
@@ -131,6 +134,7 @@ def resolve_model(
     cache_dir: Path | None,
     progress: ProgressCallback,
     cancel: CancelToken,
+    allow_patterns: list[str] = ALLOW_PATTERNS,
 ) -> Path:
     """Return a local folder holding ``model``, downloading it on first use.
 
@@ -155,7 +159,7 @@ def resolve_model(
 
     cache = str(cache_dir) if cache_dir else None
     try:
-        cached = Path(snapshot_download(model, cache_dir=cache, local_files_only=True, allow_patterns=ALLOW_PATTERNS))
+        cached = Path(snapshot_download(model, cache_dir=cache, local_files_only=True, allow_patterns=allow_patterns))
         if _complete(cached):
             return cached
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
@@ -174,7 +178,7 @@ def resolve_model(
     progress(Progress("download", None, f"Downloading {model}…"))
     try:
         path = snapshot_download(
-            model, cache_dir=cache, allow_patterns=ALLOW_PATTERNS, tqdm_class=meter.tqdm_class()
+            model, cache_dir=cache, allow_patterns=allow_patterns, tqdm_class=meter.tqdm_class()
         )
     except Cancelled:
         raise

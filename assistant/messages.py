@@ -54,6 +54,7 @@ class State(enum.Enum):
     UNLOADED = "not loaded"
     LOADING = "loading model"
     READY = "ready"
+    TRANSCRIBING = "transcribing"  # speech → text
     THINKING = "thinking"
     GENERATING = "generating"
     ERROR = "error"
@@ -89,6 +90,7 @@ class ErrorKind(enum.Enum):
     BAD_INPUT = "bad_input"
     GENERATION = "generation"
     HISTORY = "history"  # the conversation could not be saved or read
+    SPEECH = "speech"  # the microphone, or speech recognition
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,16 @@ class ErrorEvent:
     kind: ErrorKind
     turn_id: int | None = None
     partial_text: str = ""  # what had been generated before a generation failure
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """What the user said, recognized; ``text`` "" when no words were found (no turn follows)."""
+
+    turn_id: int
+    text: str
+    audio_seconds: float = 0.0
+    seconds: float = 0.0  # how long recognition took
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,7 @@ Event = (
     | TokenChunk
     | ReplyFinished
     | ErrorEvent
+    | Transcribed
     | FramesChosen
     | ConversationsListed
     | ConversationOpened

@@ -57,6 +57,14 @@ class Settings:
     attention_temperature: float = 0.5  # softmax temperature of the frame attention
     relevance_model: str = ""  # a CLIP/SigLIP hub id or folder for question-frame relevance; "" = off
     mirror_camera: bool = True
+    mic: str = ""  # microphone: device index or name, or a .wav file; "" is the system's default input
+    asr_model: str = ""  # Whisper hub id or folder (transformers or CTranslate2); "" = the default for the device
+    asr_language: str = ""  # for multilingual Whisper models: "en", "de", …; "" = detect
+    hands_free: bool = False  # listen all the time; voice activity detection finds each utterance
+    half_duplex: bool = True  # ignore the microphone while the assistant speaks (no echo cancellation)
+    vad_threshold: float = 0.5  # speech probability that starts an utterance
+    vad_min_silence: float = 0.5  # seconds of silence that end an utterance
+    max_utterance: float = 30.0  # seconds; longer speech is split, not lost
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -85,6 +93,24 @@ class Settings:
             raise SettingsError("camera_frames must be between 1 and 8")
         if not isinstance(self.attention_temperature, (int, float)) or self.attention_temperature <= 0:
             raise SettingsError("attention_temperature must be positive")
+        if not all(isinstance(v, str) for v in (self.mic, self.asr_model, self.asr_language)):
+            raise SettingsError("mic, asr_model and asr_language must be text")
+        if not isinstance(self.hands_free, bool) or not isinstance(self.half_duplex, bool):
+            raise SettingsError("hands_free and half_duplex must be true or false")
+        if not isinstance(self.vad_threshold, (int, float)) or not 0.2 <= self.vad_threshold <= 0.95:
+            raise SettingsError("vad_threshold must be between 0.2 and 0.95")
+        if not isinstance(self.vad_min_silence, (int, float)) or not 0.1 <= self.vad_min_silence <= 5:
+            raise SettingsError("vad_min_silence must be between 0.1 and 5 seconds")
+        if not isinstance(self.max_utterance, (int, float)) or not 2 <= self.max_utterance <= 120:
+            raise SettingsError("max_utterance must be between 2 and 120 seconds")
+
+    def vad_config(self):
+        """The voice activity detector's settings."""
+        from .voice.vad import VadConfig
+
+        start = float(self.vad_threshold)
+        return VadConfig(start_threshold=start, stop_threshold=max(0.1, start - 0.15),
+                         min_silence=float(self.vad_min_silence), max_utterance=float(self.max_utterance))
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""

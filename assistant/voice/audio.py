@@ -48,6 +48,9 @@ def read_wav(path: str | Path) -> Audio:
         data = np.frombuffer(frames, dtype="<i2")
     elif width == 1:
         data = ((np.frombuffer(frames, dtype=np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
+    elif width == 3:  # 24-bit: keep the top two bytes of each little-endian sample
+        raw = np.frombuffer(frames, dtype=np.uint8).reshape(-1, 3)
+        data = (raw[:, 1].astype(np.uint16) | (raw[:, 2].astype(np.uint16) << 8)).view(np.int16)
     elif width == 4:
         data = (np.frombuffer(frames, dtype="<i4") >> 16).astype(np.int16)
     else:
