@@ -169,16 +169,7 @@ def run_ask(args: argparse.Namespace) -> int:
             if voice is not None:
                 voice.end_reply(event.turn_id)
 
-    store = None
-    if not args.no_history:
-        from assistant.history import HistoryError, open_history
-
-        try:
-            store, warning = open_history(paths.data)
-            if warning:
-                print(f"warning: {warning}", file=sys.stderr)
-        except HistoryError as exc:
-            print(f"warning: {exc} This answer is not saved.", file=sys.stderr)
+    store = _open_store(args, paths)
     engine = Engine(settings, paths, emit, history=store)
     try:
         ok = engine.load()
@@ -203,6 +194,185 @@ def run_ask(args: argparse.Namespace) -> int:
         print(f"error: {errors[-1] if errors else 'no answer was produced.'}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _open_store(args: argparse.Namespace, paths):
+    """The chat history for a command-line session (None with --no-history or when unusable)."""
+    if args.no_history:
+        return None
+    from assistant.history import HistoryError, open_history
+
+    try:
+        store, warning = open_history(paths.data)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        return store
+    except HistoryError as exc:
+        print(f"warning: {exc} This session is not saved.", file=sys.stderr)
+        return None
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """``--headless``: a spoken conversation without a window.
+
+    Listens hands-free to ``--mic`` (a WAV file: replayed utterance by utterance,
+    none dropped, until it ends; a device: until Ctrl+C), and prints one
+    ``you: …`` and one ``assistant: …`` line per utterance.  Replies are spoken
+    to ``--speaker`` (and, with a live microphone, to the default sound device).
+    """
+    import queue
+    import threading
+
+    from assistant.camera import CameraSource, FrameBuffer, parse_source
+    from assistant.engine import Engine
+    from assistant.messages import Transcribed
+    from assistant.voice.audio import AudioDeviceError, open_speaker
+    from assistant.voice.mic import open_microphone
+    from assistant.voice.voice_in import ListenEvent, VoiceIn
+    from assistant.voice.voice_out import VoiceOut
+
+    quiet_libraries(args.verbose)
+    try:
+        paths = paths_from(args)
+        loaded = load_settings(paths)
+        if loaded.warning:
+            print(f"warning: {loaded.warning}", file=sys.stderr)
+        settings = settings_from(args, loaded.settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    mic = open_microphone(settings.mic, realtime=False)
+    replay = not mic.live
+    try:
+        mic.start()  # a missing device or a broken recording is reported before any model loads
+    except (BadInputError, AudioDeviceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    voice = None
+    errors: list[str] = []
+    if args.speaker or (not replay and settings.speak_replies):
+        try:
+            speaker = open_speaker(args.speaker, realtime=not replay)
+        except AudioDeviceError as exc:
+            if args.speaker:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"warning: {exc} Replies are printed, not spoken.", file=sys.stderr)
+        else:
+            voice = VoiceOut(speaker, lambda e: e.kind == "error" and errors.append(e.text),
+                             voice=settings.voice, rate=settings.speech_rate, volume=settings.speech_volume)
+            voice.start()
+
+    replies: dict[int, list[str]] = {}
+    failed: list[str] = []
+
+    def emit(event) -> None:
+        if isinstance(event, Transcribed):
+            if event.text:
+                print(f"you: {event.text}", flush=True)
+            else:
+                print(f"(no words recognized in {event.audio_seconds:.1f} s of sound)", file=sys.stderr, flush=True)
+        elif isinstance(event, TokenChunk):
+            replies.setdefault(event.turn_id, []).append(event.text)
+            if voice is not None:
+                voice.feed(event.turn_id, event.text)
+        elif isinstance(event, ReplyFinished):
+            print(f"assistant: {one_line(event.text)}", flush=True)
+            if voice is not None:
+                voice.end_reply(event.turn_id)
+        elif isinstance(event, ErrorEvent):
+            failed.append(event.message)
+            print(f"error: {event.message}", file=sys.stderr, flush=True)
+            if voice is not None and event.turn_id is not None:
+                voice.end_reply(event.turn_id)
+        elif isinstance(event, StatusEvent):
+            progress.show(event)
+
+    progress = _ConsoleProgress()
+    store = _open_store(args, paths)
+    engine = Engine(settings, paths, emit, history=store)
+    # A recording is replayed turn by turn (the listener waits for each answer: nothing is
+    # dropped); a live microphone never waits: if answers fall behind, the oldest utterance goes.
+    utterances: queue.Queue = queue.Queue(maxsize=4)
+    listen_failed: list[str] = []
+    ended = threading.Event()
+
+    def on_utterance(utterance) -> None:
+        if replay:
+            while not ended.is_set():
+                try:
+                    utterances.put(utterance, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+        else:
+            try:
+                utterances.put_nowait(utterance)
+            except queue.Full:
+                utterances.get_nowait()
+                utterances.put_nowait(utterance)
+                print("warning: answers fell behind; the oldest utterance was dropped.", file=sys.stderr)
+
+    def on_listen(event: ListenEvent) -> None:
+        if event.kind == "error":
+            listen_failed.append(event.text)
+
+    muted = (lambda: voice.sounding(0.4)) if voice is not None and settings.half_duplex else (lambda: False)
+    listener = VoiceIn(mic, on_utterance, on_listen, settings.vad_config(), hands_free=True, muted=muted)
+    camera = buffer = None
+    code = EXIT_OK
+    try:
+        if not engine.load() or not engine.load_recognizer():
+            progress.done()
+            print(f"error: {failed[-1] if failed else 'the models could not be loaded.'}", file=sys.stderr)
+            return EXIT_FAILED
+        progress.done()
+        if args.camera is not None:
+            buffer = FrameBuffer()
+            camera = CameraSource(parse_source(args.camera), realtime=True, buffer=buffer)
+            camera.start()
+        if not replay:
+            print(f"Listening on {mic.name} — speak; Ctrl+C ends.", file=sys.stderr, flush=True)
+        listener.start()
+        while True:
+            try:
+                utterance = utterances.get(timeout=0.1)
+            except queue.Empty:
+                if not listener.running:
+                    break
+                continue
+            frames = tuple(buffer.frames()) if buffer is not None else ()
+            engine.handle_utterance(utterance.samples, frames)
+            if voice is not None:
+                voice.wait_idle(timeout=600)  # the reply is heard before the next turn
+        if listen_failed:
+            print(f"error: {listen_failed[-1]}", file=sys.stderr)
+            code = EXIT_FAILED
+        elif listener.utterances == 0:
+            print(f"warning: no speech was heard in {mic.name}.", file=sys.stderr)
+        elif failed or errors:
+            code = EXIT_FAILED
+    except KeyboardInterrupt:
+        engine.cancel()
+        print("\nstopped", file=sys.stderr)
+        code = EXIT_OK if not replay else EXIT_INTERRUPTED
+    finally:
+        ended.set()
+        listener.close()
+        if camera is not None:
+            camera.stop()
+        if voice is not None:
+            voice.close()
+        engine.unload()
+        engine.unload_recognizer()
+        if store is not None:
+            store.close()
+    return code
 
 
 def markdown_to_stdout(store, conversation_id: int) -> str:
@@ -256,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_export(args)
     if args.ask is not None:
         return run_ask(args)
+    if args.headless:
+        return run_headless(args)
     from ui.app import run_gui
 
     return run_gui(args)

@@ -265,6 +265,8 @@ class Engine:
             self.settings.dtype,
         )
         self.settings = settings
+        if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
+            self.unload_recognizer()  # a different speech model: the next utterance loads it
         if reload or self.backend is None:
             return self.load(epoch)
         return True

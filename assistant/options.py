@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, metavar="WPM", help="speaking rate in words per minute")
     p.add_argument("--camera", metavar="SOURCE",
                    help="camera: device index, video file or stream URL; with --ask, a file plays in full first")
+    p.add_argument("--mic", metavar="WAV_OR_DEVICE",
+                   help="microphone: device index or name, or a .wav file played as the microphone")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: listen hands-free (a --mic file until it ends), print 'you: …' and "
+                        "'assistant: …' lines, speak replies to --speaker")
+    p.add_argument("--asr-model", metavar="HUB_ID_OR_DIR",
+                   help="Whisper speech model: hub id or folder, transformers or CTranslate2 (faster-whisper)")
     p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
     p.add_argument("--export-chat", metavar="last|ID", help="print a saved conversation to stdout and exit")
     p.add_argument("--format", choices=("json", "md"), default="md", help="format for --export-chat (default: md)")
@@ -59,6 +66,8 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         voice=args.voice,
         speech_rate=args.rate,
         camera=args.camera,
+        mic=args.mic,
+        asr_model=args.asr_model,
     )
 
 
@@ -83,6 +92,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--data-dir {args.data_dir} is not a folder."
     if args.export_chat is not None and args.export_chat != "last" and not args.export_chat.isdigit():
         return "--export-chat takes 'last' or a conversation number."
+    if args.headless and args.ask is not None:
+        return "--headless listens to the microphone; it cannot be combined with --ask."
     if args.image and args.ask is None:
         return "--image needs --ask (in the window, attach images with the paperclip button)."
     return None

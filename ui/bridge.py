@@ -31,10 +31,15 @@ from assistant.messages import (
     State,
     StatusEvent,
     TokenChunk,
+    Transcribed,
     UserTurn,
+    next_turn_id,
 )
 from assistant.settings import AppPaths, Settings
 from assistant.voice.audio import Speaker
+from assistant.voice.mic import Microphone, open_microphone
+from assistant.voice.vad import Utterance
+from assistant.voice.voice_in import ListenEvent, ListenState, VoiceIn
 
 if TYPE_CHECKING:
     from assistant.history import HistoryStore
@@ -74,6 +79,17 @@ class _Worker(QObject):
             self.engine.handle_turn(turn, epoch)
         finally:
             self.turn_done.emit(turn.id)
+
+    @Slot(object, object, int, int)
+    def run_utterance(self, samples, frames: tuple, turn_id: int, epoch: int) -> None:
+        try:
+            self.engine.handle_utterance(samples, frames, turn_id, epoch)
+        finally:
+            self.turn_done.emit(turn_id)
+
+    @Slot(int)
+    def load_recognizer(self, epoch: int) -> None:
+        self.engine.load_recognizer(epoch)
 
     @Slot()
     def new_chat(self) -> None:
@@ -123,10 +139,15 @@ class EngineBridge(QObject):
     conversation_opened = Signal(object)  # ConversationOpened
     search_results = Signal(object)  # SearchResults
     frames_chosen = Signal(object)  # FramesChosen
+    transcribed = Signal(object)  # Transcribed: what the user said
+    listen_event = Signal(object)  # ListenEvent from the listening thread
+    utterance_ready = Signal(object)  # Utterance: the window adds camera frames and submits it
 
     _load = Signal(int)
     _apply = Signal(object, int)
     _turn = Signal(object, int)
+    _utterance = Signal(object, object, int, int)
+    _load_recognizer = Signal(int)
     _new_chat = Signal()
     _history = Signal(str, object)
     _read = Signal(str, object)
@@ -166,6 +187,8 @@ class EngineBridge(QObject):
         self._load.connect(self._worker.load)
         self._apply.connect(self._worker.apply_settings)
         self._turn.connect(self._worker.run_turn)
+        self._utterance.connect(self._worker.run_utterance)
+        self._load_recognizer.connect(self._worker.load_recognizer)
         self._new_chat.connect(self._worker.new_chat)
         self._history.connect(self._worker.history)
         self._worker.event.connect(self._on_event)
@@ -195,6 +218,12 @@ class EngineBridge(QObject):
         self._speech_timer = QTimer(self)
         self._speech_timer.setInterval(25)
         self._speech_timer.timeout.connect(self._drain_speech)
+        # Listening: a thread of its own; its events and utterances come back the same way.
+        self.listener: VoiceIn | None = None
+        self._listen_events: queue.SimpleQueue[ListenEvent | Utterance] = queue.SimpleQueue()
+        self._listen_timer = QTimer(self)
+        self._listen_timer.setInterval(25)
+        self._listen_timer.timeout.connect(self._drain_listening)
         if speaker is not None:
             self._speech_timer.start()
             self.voice = VoiceOut(
@@ -226,6 +255,12 @@ class EngineBridge(QObject):
                 self.voice.set_voice(settings.voice)
             if settings.speech_rate != old.speech_rate:
                 self.voice.set_rate(settings.speech_rate)
+        if self.listener is not None:
+            listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance")
+            if any(getattr(settings, k) != getattr(old, k) for k in listening):
+                self.start_listening()  # the new microphone or detector settings
+            elif settings.hands_free != old.hands_free:
+                self.set_hands_free(settings.hands_free)
         if (settings.model, settings.device, settings.dtype) == (old.model, old.device, old.dtype):
             self._apply.emit(settings, self.engine.epoch)  # no reload: the reply in progress goes on
             return
@@ -240,10 +275,71 @@ class EngineBridge(QObject):
         if not was_busy:
             self.busy_changed.emit(True)
 
+    def submit_utterance(self, utterance: Utterance, frames: tuple = ()) -> int:
+        """Transcribe and answer what the user said (in the pipeline thread); returns its turn id."""
+        self._silence()
+        turn_id = next_turn_id()
+        was_busy = self.busy
+        self._pending.add(turn_id)
+        self._utterance.emit(utterance.samples, frames, turn_id, self.engine.epoch)
+        if not was_busy:
+            self.busy_changed.emit(True)
+        return turn_id
+
+    # -- listening ---------------------------------------------------------------------------
+
+    def start_listening(self, mic: Microphone | str | None = None, hands_free: bool | None = None) -> VoiceIn:
+        """Open the microphone (``mic``: a Microphone, or a device/WAV spec; None: the settings')
+        and listen in a thread of its own.  Problems arrive as a ``listen_event`` of kind error."""
+        self.stop_listening()
+        settings = self._settings
+        if not isinstance(mic, Microphone):
+            mic = open_microphone(settings.mic if mic is None else mic, realtime=True)
+        voice = self.voice
+
+        def muted() -> bool:  # half-duplex: the assistant must not answer its own voice
+            return voice is not None and self._settings.half_duplex and voice.sounding(0.4)
+
+        self.listener = VoiceIn(
+            mic, self._listen_events.put, self._listen_events.put, settings.vad_config(),
+            hands_free=settings.hands_free if hands_free is None else hands_free, muted=muted,
+        )
+        self.listener.start()
+        self._listen_timer.start()
+        self._load_recognizer.emit(self.engine.epoch)  # Whisper loads while the user starts talking
+        return self.listener
+
+    def stop_listening(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+            self._drain_listening()
+        self._listen_timer.stop()
+
+    def set_hands_free(self, on: bool) -> None:
+        if self.listener is not None:
+            self.listener.set_hands_free(on)
+
+    def push_to_talk(self, pressed: bool) -> None:
+        """Hold to talk; pressing it interrupts the assistant's voice (a deliberate barge-in)."""
+        if pressed:
+            self._silence()
+        if self.listener is not None:
+            self.listener.push_to_talk(pressed)
+
+    @property
+    def listen_state(self) -> ListenState:
+        return self.listener.state if self.listener is not None else ListenState.OFF
+
     def stop(self) -> None:
         """Stop the reply being generated (between two tokens), any queued turn, and speech."""
         self.engine.cancel()
         self._silence()
+
+    def interrupt_speech(self) -> None:
+        """Silence the spoken reply now (the text goes on)."""
+        if self.voice is not None:
+            self.voice.stop()
 
     def _silence(self) -> None:
         if self.voice is not None:
@@ -280,7 +376,8 @@ class EngineBridge(QObject):
             return True
         self._closed = True
         self.engine.cancel()
-        if self.voice is not None:  # devices first, then the pipeline
+        self.stop_listening()  # devices first, then the pipeline
+        if self.voice is not None:
             self.voice.close()
             self._speech_timer.stop()
             self._drain_speech()
@@ -297,6 +394,7 @@ class EngineBridge(QObject):
         self._flush_timer.stop()
         if finished:
             self.engine.unload()  # the thread has ended: nothing else touches the model now
+            self.engine.unload_recognizer()
         return finished
 
     # -- engine → Qt -----------------------------------------------------------------------
@@ -362,6 +460,8 @@ class EngineBridge(QObject):
             self.search_results.emit(event)
         elif isinstance(event, FramesChosen):
             self.frames_chosen.emit(event)
+        elif isinstance(event, Transcribed):
+            self.transcribed.emit(event)
 
     @Slot()
     def _drain_speech(self) -> None:
@@ -371,6 +471,18 @@ class EngineBridge(QObject):
             except queue.Empty:
                 return
             self.speech.emit(event)
+
+    @Slot()
+    def _drain_listening(self) -> None:
+        while True:
+            try:
+                item = self._listen_events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Utterance):
+                self.utterance_ready.emit(item)
+            else:
+                self.listen_event.emit(item)
 
     @Slot(int)
     def _on_turn_done(self, turn_id: int) -> None:

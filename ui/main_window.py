@@ -7,9 +7,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QLineEdit,
+    QPlainTextEdit,
+    QTextEdit,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -32,16 +38,20 @@ from assistant.messages import (
     ReplyFinished,
     State,
     StatusEvent,
+    Transcribed,
     UserTurn,
 )
 from assistant.settings import APP_TITLE, AppPaths, Settings, load_settings, save_settings
 from assistant.voice.audio import Speaker
+from assistant.voice.vad import Utterance
+from assistant.voice.voice_in import ListenEvent, ListenState
 from assistant.voice.voice_out import SpeechEvent
 
 from .bridge import EngineBridge
 from .camera_panel import CameraPanel, frame_to_qimage
 from .chat_view import ChatView
 from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
+from .mic_panel import MicPanel
 from .settings_dialog import SettingsDialog
 from .sidebar import Sidebar
 
@@ -54,6 +64,7 @@ _STATE_TEXT = {
     State.UNLOADED: "Not loaded",
     State.LOADING: "Loading model",
     State.READY: "Ready",
+    State.TRANSCRIBING: "Transcribing…",
     State.THINKING: "Thinking…",
     State.GENERATING: "Generating…",
     State.ERROR: "Error",
@@ -85,6 +96,12 @@ class MainWindow(QMainWindow):
         self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker, history=history)
         self.sidebar: Sidebar | None = Sidebar() if history is not None else None
         self.camera_panel = CameraPanel(settings.camera, settings.mirror_camera)
+        self.mic_panel = MicPanel(settings.mic, settings.hands_free)
+        self.mic_panel.follow(
+            lambda: self.bridge.listen_state,
+            lambda: self.bridge.listener.level if self.bridge.listener is not None else -100.0,
+        )
+        self._space_talking = False
 
         self._build_actions()
         self._build_body()
@@ -98,6 +115,14 @@ class MainWindow(QMainWindow):
         self.bridge.speech.connect(self.on_speech)
         self.bridge.conversation_opened.connect(self.on_conversation_opened)
         self.bridge.frames_chosen.connect(self.on_frames_chosen)
+        self.bridge.transcribed.connect(self.on_transcribed)
+        self.bridge.utterance_ready.connect(self.on_utterance)
+        self.bridge.listen_event.connect(self.on_listen_event)
+        self.mic_panel.mic_toggled.connect(self.set_listening)
+        self.mic_panel.source_chosen.connect(lambda spec: self.apply_settings(self.settings.replace(mic=spec)))
+        self.mic_panel.hands_free_toggled.connect(self.set_hands_free)
+        self.mic_panel.talk_pressed.connect(self.push_to_talk)
+        QApplication.instance().installEventFilter(self)  # hold Space to talk (when not typing)
         self.camera_panel.snapshot_taken.connect(self.attach_qimage)
         self.camera_panel.mirror.toggled.connect(lambda on: self.apply_settings(self.settings.replace(mirror_camera=on)))
         self.camera_panel.state_changed.connect(self._camera_source_used)
@@ -116,6 +141,8 @@ class MainWindow(QMainWindow):
         self.on_busy(False)
         if startup_notice:
             self.chat.add_notice(startup_notice, "warning")
+        if settings.hands_free:  # the user left hands-free on: listen again
+            self.set_listening(True)
 
     # -- layout ---------------------------------------------------------------------
 
@@ -194,7 +221,13 @@ class MainWindow(QMainWindow):
         if self.sidebar is not None:
             splitter.addWidget(self.sidebar)
         splitter.addWidget(central)
-        splitter.addWidget(self.camera_panel)
+        devices = QWidget()
+        devices.setObjectName("devicesColumn")
+        device_column = QVBoxLayout(devices)
+        device_column.setContentsMargins(0, 0, 0, 0)
+        device_column.addWidget(self.camera_panel, 1)
+        device_column.addWidget(self.mic_panel)
+        splitter.addWidget(devices)
         splitter.setStretchFactor(splitter.indexOf(central), 1)
         splitter.setSizes([240, 700, 320] if self.sidebar is not None else [700, 320])
         self.setCentralWidget(splitter)
@@ -239,6 +272,7 @@ class MainWindow(QMainWindow):
                 self.progress.setValue(int(event.progress * 1000))
         else:
             self.progress.hide()
+        self.mic_panel.transcribing = event.state is State.TRANSCRIBING
         self.model_label.setText(f"{short_model_name(event.model)} · {event.device}")
         self.model_label.setToolTip(event.model)
 
@@ -255,6 +289,79 @@ class MainWindow(QMainWindow):
                 self.speak_action.blockSignals(True)
                 self.speak_action.setChecked(False)
                 self.speak_action.blockSignals(False)
+
+    # -- voice in -------------------------------------------------------------------------
+
+    @Slot(bool)
+    def set_listening(self, on: bool) -> None:
+        self.mic_panel.set_on(on)
+        if on:
+            if self.bridge.listener is None:
+                self.bridge.start_listening()
+        else:
+            self.bridge.stop_listening()
+
+    @Slot(bool)
+    def set_hands_free(self, on: bool) -> None:
+        if on != self.settings.hands_free:
+            self.apply_settings(self.settings.replace(hands_free=on))
+        if on and self.bridge.listener is None:
+            self.set_listening(True)
+
+    @Slot(bool)
+    def push_to_talk(self, pressed: bool) -> None:
+        if pressed and self.bridge.listener is None:
+            self.set_listening(True)
+        self.bridge.push_to_talk(pressed)
+
+    @Slot(object)
+    def on_utterance(self, utterance: Utterance) -> None:
+        """Something was said: it goes through the pipeline like typed text, camera frames included."""
+        self.bridge.submit_utterance(utterance, self.camera_panel.frames_for_question())
+
+    @Slot(object)
+    def on_transcribed(self, event: Transcribed) -> None:
+        if not event.text:
+            self.mic_panel.show_notice("Didn't catch that: no words were recognized.")
+            return
+        self.chat.add_user(event.turn_id, event.text, [])
+        self.chat.add_assistant(event.turn_id)
+
+    @Slot(object)
+    def on_listen_event(self, event: ListenEvent) -> None:
+        if event.kind == "error":
+            self.bridge.stop_listening()
+            self.mic_panel.set_on(False)
+            self.chat.add_notice(f"Microphone: {event.text}", "warning")
+        elif event.kind == "dropped":
+            self.mic_panel.show_notice(event.text)
+        elif event.kind == "ended":
+            self.bridge.stop_listening()
+            self.mic_panel.set_on(False)
+            self.mic_panel.show_notice(f"The recording {event.text} has ended.")
+        elif event.kind == "state" and event.state is ListenState.HEARING and not self.settings.half_duplex:
+            self.bridge.interrupt_speech()  # barge-in (headphones or echo cancellation)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        """Hold Space to talk, unless the keyboard is typing into something."""
+        kind = event.type()
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            return False
+        if event.key() != Qt.Key.Key_Space or event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        if not self.isActiveWindow() and QApplication.activeWindow() is not None:
+            return False
+        focus = QApplication.focusWidget()
+        if isinstance(focus, (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)):
+            if not (isinstance(focus, QTextEdit) and focus.isReadOnly()):
+                return False
+        if event.isAutoRepeat():
+            return True
+        pressed = kind == QEvent.Type.KeyPress
+        if pressed != self._space_talking:
+            self._space_talking = pressed
+            self.push_to_talk(pressed)
+        return True
 
     @Slot(object)
     def on_conversation_opened(self, event: ConversationOpened) -> None:
@@ -465,6 +572,10 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
         self.camera_panel.shutdown()  # devices first, then the pipeline
+        self.mic_panel.shutdown()
         self.bridge.shutdown()
         event.accept()

@@ -75,10 +75,20 @@ def whisper_format(folder: Path) -> str:
     return "transformers"
 
 
+SILENCE_PEAK = 10 ** (-50 / 20)  # a window that never gets louder than -50 dBFS holds no speech
+
+
 def _windows(samples: np.ndarray) -> list[np.ndarray]:
-    """Pieces of at most 30 s (a long push-to-talk recording)."""
-    step = WINDOW_SECONDS * SAMPLE_RATE
+    """Equal pieces of at most 30 s (a long push-to-talk recording); no sliver at the end."""
+    limit = WINDOW_SECONDS * SAMPLE_RATE
+    count = max(1, -(-len(samples) // limit))
+    step = -(-len(samples) // count) if len(samples) else 1
     return [samples[i:i + step] for i in range(0, max(len(samples), 1), step)]
+
+
+def _silent(audio: np.ndarray) -> bool:
+    """Digital silence or a near-silent line: Whisper would "hear" words in it ("you", "Thank you.")."""
+    return len(audio) == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK
 
 
 def _as_float(samples: np.ndarray) -> np.ndarray:
@@ -110,7 +120,8 @@ class SpeechRecognizer(abc.ABC):
         started = time.monotonic()
         audio = _as_float(samples)
         try:
-            text = " ".join(t for t in (self._transcribe(w).strip() for w in _windows(audio)) if t)
+            pieces = (self._transcribe(w).strip() for w in _windows(audio) if not _silent(w))
+            text = " ".join(t for t in pieces if t)
         except AssistantError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad recording must not take the pipeline down
@@ -156,7 +167,8 @@ class TransformersWhisper(SpeechRecognizer):
 
     def _transcribe(self, audio: np.ndarray) -> str:
         features = self._processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        kwargs = {"max_new_tokens": self.max_new_tokens}
+        limit = getattr(self._model.config, "max_target_positions", 448) - 8  # room for the start tokens
+        kwargs = {"max_new_tokens": max(1, min(self.max_new_tokens, limit))}
         if self.multilingual:
             kwargs["task"] = "transcribe"
             if self.language:

@@ -16,6 +16,10 @@ import numpy as np
 from ..errors import AssistantError
 
 
+# PortAudio's set-up and tear-down are not thread-safe: one at a time (speaker, microphone, device list).
+PORTAUDIO_LOCK = threading.Lock()
+
+
 class AudioDeviceError(AssistantError):
     """A sound device cannot be opened or used."""
 
@@ -157,7 +161,7 @@ class PyAudioSpeaker(Speaker):
         except ImportError as exc:
             raise AudioDeviceError(f"Sound output needs PyAudio ({exc}).") from None
         self._pyaudio = pyaudio
-        with _native_stderr_silenced():  # PortAudio's ALSA/JACK probing chatters on stderr
+        with PORTAUDIO_LOCK, _native_stderr_silenced():  # PortAudio's ALSA/JACK probing chatters on stderr
             self._pa = pyaudio.PyAudio()
         self.device_index = self._find(device)
         info = self._pa.get_device_info_by_index(self.device_index)
@@ -173,7 +177,8 @@ class PyAudioSpeaker(Speaker):
             if self._pa.get_device_info_by_index(i).get("maxOutputChannels", 0) > 0
         ]
         if not outputs:
-            self._pa.terminate()
+            with PORTAUDIO_LOCK:
+                self._pa.terminate()
             raise AudioDeviceError("No sound output device was found.")
         if device is None:
             try:
@@ -183,7 +188,8 @@ class PyAudioSpeaker(Speaker):
         for info in outputs:
             if str(device) == str(info["index"]) or str(device).lower() in str(info["name"]).lower():
                 return int(info["index"])
-        self._pa.terminate()
+        with PORTAUDIO_LOCK:
+            self._pa.terminate()
         raise AudioDeviceError(f"Sound output device '{device}' was not found.")
 
     def play(self, chunk: np.ndarray, rate: int) -> None:
@@ -215,7 +221,8 @@ class PyAudioSpeaker(Speaker):
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None
-            self._pa.terminate()
+            with PORTAUDIO_LOCK:
+                self._pa.terminate()
 
 
 def open_speaker(spec: str | None, realtime: bool = True) -> Speaker:

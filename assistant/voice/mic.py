@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from .audio import Audio, AudioDeviceError, _native_stderr_silenced, read_wav, resample
+from .audio import PORTAUDIO_LOCK, Audio, AudioDeviceError, _native_stderr_silenced, read_wav, resample
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples: 32 ms at 16 kHz
@@ -68,7 +68,9 @@ class Microphone(abc.ABC):
 
     @abc.abstractmethod
     def start(self) -> None:
-        """Open the device (raises ``AudioDeviceError`` / ``BadInputError`` with a clear message)."""
+        """Open the device (raises ``AudioDeviceError`` / ``BadInputError`` with a clear message).
+
+        Starting a started microphone does nothing (a caller may open it early to report problems)."""
 
     @abc.abstractmethod
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
@@ -117,6 +119,8 @@ class WavMicrophone(Microphone):
         return to_mono16k(audio)
 
     def start(self) -> None:
+        if self._samples is not None and not self._stopped.is_set():
+            return  # already started
         self._samples = self.load(self.path)
         self._pos = 0
         self._started_at = time.monotonic()
@@ -155,7 +159,7 @@ def list_input_devices() -> list[tuple[int, str]]:
         import pyaudio
     except ImportError:
         return []
-    with _native_stderr_silenced():
+    with PORTAUDIO_LOCK, _native_stderr_silenced():
         pa = pyaudio.PyAudio()
     try:
         found = []
@@ -165,7 +169,8 @@ def list_input_devices() -> list[tuple[int, str]]:
                 found.append((i, str(info.get("name", f"input {i}"))))
         return found
     finally:
-        pa.terminate()
+        with PORTAUDIO_LOCK:
+            pa.terminate()
 
 
 class PyAudioMicrophone(Microphone):
@@ -221,12 +226,14 @@ class PyAudioMicrophone(Microphone):
         raise AudioDeviceError(f"Microphone '{self.device}' was not found (inputs: {names}).")
 
     def start(self) -> None:
+        if self._stream is not None:
+            return  # already open
         try:
             import pyaudio
         except ImportError as exc:
             raise AudioDeviceError(f"The microphone needs PyAudio ({exc}).") from None
         self._continue = pyaudio.paContinue
-        with _native_stderr_silenced():
+        with PORTAUDIO_LOCK, _native_stderr_silenced():
             pa = pyaudio.PyAudio()
         try:
             index = self._find(pa)
@@ -250,7 +257,8 @@ class PyAudioMicrophone(Microphone):
             else:
                 raise AudioDeviceError(f"The microphone '{self.name}' could not be opened: {last}")
         except BaseException:
-            pa.terminate()
+            with PORTAUDIO_LOCK:
+                pa.terminate()
             raise
         self._pa, self._stream = pa, stream
         self._last_data = time.monotonic()
@@ -286,7 +294,8 @@ class PyAudioMicrophone(Microphone):
             except OSError:
                 pass
         if pa is not None:
-            pa.terminate()
+            with PORTAUDIO_LOCK:
+                pa.terminate()
 
 
 def open_microphone(spec: str | None, realtime: bool = True) -> Microphone:
