@@ -120,13 +120,14 @@ def test_a_lost_device_is_reported_not_waited_on():
     assert time.monotonic() - started < 1.0
 
 
-def test_the_pyaudio_callback_only_queues_and_drops_the_oldest_when_nobody_reads():
+def test_the_pyaudio_callback_only_queues_and_is_bounded_when_nobody_reads():
     mic = PyAudioMicrophone(max_queue_seconds=0.2)
     mic._continue = 0
     for i in range(20):
         assert mic._callback(np.full(CHUNK, i, np.int16).tobytes(), CHUNK, None, 0) == (None, 0)
-    assert mic.dropped == 20 - mic._queue.maxsize
-    assert np.frombuffer(mic._queue.get_nowait(), np.int16)[0] == 20 - mic._queue.maxsize  # newest kept
+    assert mic._queue.qsize() == mic._queue.maxsize and mic.dropped == 20 - mic._queue.maxsize
+    kept = [np.frombuffer(mic._queue.get_nowait(), np.int16)[0] for _ in range(mic._queue.maxsize)]
+    assert kept == list(range(mic._queue.maxsize))  # contiguous audio, in order
 
 
 def test_no_input_device_gives_a_clear_error():

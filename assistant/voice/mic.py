@@ -4,7 +4,7 @@ Both deliver the same thing: 16 kHz mono int16 audio in chunks of ``CHUNK``
 samples (32 ms, the window Silero VAD works on), through ``read(timeout)``.
 
 The PyAudio callback runs in PortAudio's thread and only copies the bytes into
-a bounded queue (the oldest audio is dropped if nobody reads); resampling and
+a bounded queue (new audio is dropped while it is full); resampling and
 everything else happens in the reader's thread.
 """
 
@@ -198,12 +198,9 @@ class PyAudioMicrophone(Microphone):
         try:
             self._queue.put_nowait(bytes(in_data))
         except queue.Full:
-            try:
-                self._queue.get_nowait()
-                self.dropped += 1
-                self._queue.put_nowait(bytes(in_data))
-            except (queue.Empty, queue.Full):
-                pass
+            # Nobody has read for seconds: drop this block.  What is queued stays contiguous
+            # (an utterance in it is kept whole), and the lag can never grow past the queue.
+            self.dropped += 1
         return (None, self._continue)
 
     def _find(self, pa) -> int:
