@@ -148,7 +148,7 @@ def test_holding_space_is_push_to_talk_and_makes_one_turn(qtbot, tmp_path, voice
     window.chat.setFocus()
     qtbot.keyPress(window.chat, Qt.Key.Key_Space)  # hold…
     qtbot.waitUntil(lambda: window.bridge.listen_state is ListenState.RECORDING, timeout=10_000)
-    assert window.mic_panel.state_label.text().startswith("Recording")
+    qtbot.waitUntil(lambda: window.mic_panel.state_label.text().startswith("Recording"), timeout=1_000)
     qtbot.wait(int((conversation.spans[0][1] + 0.4) * 1000))
     qtbot.keyRelease(window.chat, Qt.Key.Key_Space)  # …and release
     qtbot.waitUntil(lambda: len(transcribed) == 1 and not window.bridge.busy, timeout=30_000)

@@ -564,7 +564,7 @@ def build_tiny_whisper(path, *, seed: int = 0):
     model.generation_config = GenerationConfig(
         decoder_start_token_id=sot, bos_token_id=sot, eos_token_id=eot, pad_token_id=eot,
         begin_suppress_tokens=[220, eot], no_timestamps_token_id=no_timestamps,
-        forced_decoder_ids=[[1, no_timestamps]], is_multilingual=False, return_timestamps=False, min_new_tokens=2,
+        is_multilingual=False, return_timestamps=False, min_new_tokens=2, max_length=16,
     )
     save_quietly(model, path)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(path)

@@ -137,11 +137,10 @@ class TransformersWhisper(SpeechRecognizer):
     backend = "transformers"
 
     def __init__(self, model: str, folder: Path, device: str = "auto", dtype: str = "auto",
-                 language: str = "", max_new_tokens: int = 220) -> None:
+                 language: str = "") -> None:
         super().__init__(model, folder)
         self.device_name, self.dtype_name = device, dtype
         self.language = language
-        self.max_new_tokens = max_new_tokens
         self._model = None
         self._processor = None
 
@@ -167,8 +166,7 @@ class TransformersWhisper(SpeechRecognizer):
 
     def _transcribe(self, audio: np.ndarray) -> str:
         features = self._processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        limit = getattr(self._model.config, "max_target_positions", 448) - 8  # room for the start tokens
-        kwargs = {"max_new_tokens": max(1, min(self.max_new_tokens, limit))}
+        kwargs = {}  # the checkpoint's own length limit (448 tokens for Whisper: 30 s of speech)
         if self.multilingual:
             kwargs["task"] = "transcribe"
             if self.language:
