@@ -33,14 +33,7 @@ from .backends.base import (
     Progress,
     PromptTooLongError,
 )
-from .errors import (
-    AssistantError,
-    BadInputError,
-    Cancelled,
-    GenerationError,
-    HistoryError,
-    ModelLoadError,
-)
+from .errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
 from .images import decode_image, encode_jpeg, read_image_bytes
 from .messages import (
     ConversationOpened,
@@ -168,7 +161,7 @@ class Engine:
         except AssistantError as exc:
             self._fail_load(str(exc))
             return False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a load must never take the pipeline down
             from .devices import is_out_of_memory, out_of_memory_message
 
             if is_out_of_memory(exc):
@@ -393,7 +386,7 @@ class Engine:
                 history = history[2:]  # forget the oldest exchange and try again
             except AssistantError as exc:
                 return self._fail_turn(turn, exc, "".join(parts), conversation)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 from .devices import is_out_of_memory, out_of_memory_message
 
                 if is_out_of_memory(exc):
@@ -456,3 +449,4 @@ class Engine:
             kind = ErrorKind.MODEL_LOAD
         self._emit(ErrorEvent(str(exc), kind, turn.id, partial_text=partial))
         self._status(State.READY, str(exc))
+        return None

@@ -42,8 +42,7 @@ from tests.test_download import EXTRA_FILES, REPO, _QuickTime, wanted_files
 REPO_DIR = "models--TestOrg--tiny-vlm"
 
 
-@pytest.fixture
-def hub(tiny_models, monkeypatch):
+def serve_tiny_vlm(tiny_models, monkeypatch):
     """The tiny VLM on a local fake hub (as in test_download), with huggingface_hub pointed at it."""
     import huggingface_hub.file_download
     import huggingface_hub.utils._http
@@ -55,6 +54,11 @@ def hub(tiny_models, monkeypatch):
         use_fake_hub(monkeypatch, server)
         yield server
         assert server.errors == []
+
+
+@pytest.fixture
+def hub(tiny_models, monkeypatch):
+    yield from serve_tiny_vlm(tiny_models, monkeypatch)
 
 
 class Token:
