@@ -54,3 +54,54 @@ def describe_device(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return device.type
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA (or MPS) out-of-memory error, whichever way torch raised it."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower() and (
+        "cuda" in str(exc).lower() or "mps" in str(exc).lower()
+    )
+
+
+def out_of_memory_message(model: str, while_doing: str) -> str:
+    """One clear sentence that offers the ways out: the CPU, or a smaller model."""
+    free = ""
+    try:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            available, _total = torch.cuda.mem_get_info()
+            free = f" ({available / 1e9:.1f} GB free)"
+    except Exception:  # noqa: BLE001, S110 - only a detail of the message
+        free = ""
+    return (
+        f"The GPU ran out of memory{free} while {while_doing} '{model}': choose device 'cpu' "
+        "(slower, uses the computer's RAM), 8-bit or 4-bit loading, or a smaller model on the Models page."
+    )
+
+
+def free_accelerator_memory() -> None:
+    """Give cached GPU memory back to the driver (after a model is dropped)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if _mps_available() and mps is not None and hasattr(mps, "empty_cache"):
+        mps.empty_cache()
+
+
+def quantization_support(device: torch.device) -> str | None:
+    """Why 8-/4-bit loading cannot be used on ``device``, or None when it can."""
+    import importlib.util
+
+    if device.type != "cuda":
+        where = "no CUDA GPU is available" if not torch.cuda.is_available() else f"the device is set to '{device.type}'"
+        return (
+            f"8-bit and 4-bit loading need a CUDA GPU (they use bitsandbytes), but {where}; "
+            "choose quantization 'none'" + ("" if not torch.cuda.is_available() else " or device 'cuda'") + "."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (
+            "8-bit and 4-bit loading need the bitsandbytes package, which is not installed "
+            "(pip install bitsandbytes); install it or choose quantization 'none'."
+        )
+    return None

@@ -12,6 +12,7 @@ stops between tokens, and turns queued before a Stop are dropped unstarted.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sqlite3
@@ -67,7 +68,14 @@ BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBackend:
     from .backends.transformers_backend import TransformersBackend
 
-    return TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
+    return TransformersBackend(
+        settings.model,
+        settings.device,
+        settings.dtype,
+        cache_dir=paths.models,
+        quantization=settings.quantization,
+        offline=settings.offline,
+    )
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,9 @@ class Engine:
                 progress,
                 model=info.model if info else self.settings.model,
                 device=info.device if info else self.settings.device,
+                memory_bytes=info.memory_bytes if info else None,
+                dtype=info.dtype if info else "",
+                quantization=info.quantization if info else "none",
             )
         )
 
@@ -158,8 +169,14 @@ class Engine:
             self._fail_load(str(exc))
             return False
         except Exception as exc:  # noqa: BLE001 - a load must never take the pipeline down
-            log.exception("model load failed")
-            self._fail_load(f"Could not load model '{self.settings.model}': {exc}")
+            from .devices import is_out_of_memory, out_of_memory_message
+
+            if is_out_of_memory(exc):
+                message = out_of_memory_message(self.settings.model, "loading")
+            else:
+                log.exception("model load failed")
+                message = f"Could not load model '{self.settings.model}': {exc}"
+            self._fail_load(message)
             return False
         log.info("loaded %s on %s in %.1f s", self.info.model, self.info.device, time.monotonic() - started)
         self._status(State.READY, "Ready")
@@ -170,11 +187,28 @@ class Engine:
         self._emit(ErrorEvent(message, ErrorKind.MODEL_LOAD))
         self._status(State.ERROR, message)
 
-    def unload(self) -> None:
-        if self.backend is not None:
-            self.backend.unload()
-        self.backend = None
+    def unload(self, announce: bool = False) -> None:
+        """Drop the model (and the relevance model) and free their memory.
+
+        Nothing in the engine keeps a reference to the old model: once this returns,
+        its weights are garbage (and GPU memory is handed back to the driver).
+        ``announce``: say so in a status event (the user asked to unload).
+        """
+        had_model = self.backend is not None
+        backend, self.backend = self.backend, None
         self.info = None
+        if backend is not None:
+            backend.unload()
+            del backend
+        selector, self._selector, self._selector_key = self._selector, None, None
+        relevance = getattr(selector, "relevance", None)
+        if relevance is not None and hasattr(relevance, "close"):
+            relevance.close()
+        del selector, relevance
+        gc.collect()
+        if announce:
+            detail = "Model unloaded; the next question loads it again." if had_model else "No model was loaded."
+            self._status(State.UNLOADED, detail)
 
     def unload_recognizer(self) -> None:
         if self.recognizer is not None:
@@ -203,7 +237,7 @@ class Engine:
         self._status(State.LOADING, f"Loading {name}…")
         try:
             recognizer = make_recognizer(settings.asr_model, settings.device, "auto", self.paths.models,
-                                         settings.asr_language, on_progress, token)
+                                         settings.asr_language, on_progress, token, settings.offline)
             described = recognizer.load(on_progress, token)
         except Cancelled:
             self._status(after, "Loading the speech recognizer was cancelled.")
@@ -259,11 +293,7 @@ class Engine:
 
     def apply_settings(self, settings: Settings, epoch: int | None = None) -> bool:
         """Use new settings; reload the model when anything it depends on changed."""
-        reload = (settings.model, settings.device, settings.dtype) != (
-            self.settings.model,
-            self.settings.device,
-            self.settings.dtype,
-        )
+        reload = settings.model_key() != self.settings.model_key()
         self.settings = settings
         if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
             self.unload_recognizer()  # a different speech model: the next utterance loads it
@@ -447,8 +477,13 @@ class Engine:
             except AssistantError as exc:
                 return self._fail_turn(turn, exc, "".join(parts), conversation)
             except Exception as exc:  # noqa: BLE001
-                log.exception("unexpected generation failure")
-                failure = GenerationError(f"The model failed while answering: {exc}")
+                from .devices import is_out_of_memory, out_of_memory_message
+
+                if is_out_of_memory(exc):
+                    failure = GenerationError(out_of_memory_message(self.settings.model, "answering with"))
+                else:
+                    log.exception("unexpected generation failure")
+                    failure = GenerationError(f"The model failed while answering: {exc}")
                 return self._fail_turn(turn, failure, "".join(parts), conversation)
         reply_text = result.text
         self.history = history + [user, ChatMessage("assistant", reply_text)]
@@ -476,7 +511,9 @@ class Engine:
                 try:
                     from .fusion import ClipRelevance
 
-                    relevance = ClipRelevance(settings.relevance_model, settings.device)
+                    relevance = ClipRelevance(
+                        settings.relevance_model, settings.device, cache_dir=self.paths.models, offline=settings.offline
+                    )
                 except Exception as exc:  # noqa: BLE001 - relevance is optional: carry on without it
                     log.warning("relevance model failed to load: %s", exc)
                     self._emit(ErrorEvent(

@@ -236,6 +236,7 @@ class ClipRelevance:
         cancel: Any = None,
         max_cached: int = 512,
         batch_size: int = 16,
+        offline: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModel, AutoProcessor
@@ -247,7 +248,11 @@ class ClipRelevance:
 
         self.model_name = model
         folder = resolve_model(
-            model, Path(cache_dir) if cache_dir else None, progress or (lambda _p: None), cancel or NeverCancelled()
+            model,
+            Path(cache_dir) if cache_dir else None,
+            progress or (lambda _p: None),
+            cancel or NeverCancelled(),
+            offline=offline,
         )
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)

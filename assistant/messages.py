@@ -67,6 +67,9 @@ class StatusEvent:
     progress: float | None = None  # 0..1 while loading/downloading, when known
     model: str = ""
     device: str = ""
+    memory_bytes: int | None = None  # what the loaded model takes; None when none is loaded (or unknown)
+    dtype: str = ""  # of the loaded model ("float32", …; "" when none is loaded)
+    quantization: str = "none"
 
 
 @dataclass(frozen=True)

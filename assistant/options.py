@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .settings import APP_TITLE, DEVICES, DTYPES, AppPaths, Settings
+from .settings import APP_TITLE, DEVICES, DTYPES, QUANTIZATIONS, AppPaths, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="HUB_ID_OR_DIR", help="Hugging Face hub id or local model folder")
     p.add_argument("--device", choices=DEVICES, help="compute device (default: auto = CUDA, then MPS, then CPU)")
     p.add_argument("--dtype", choices=DTYPES, help="weight precision (default: auto for the device)")
+    p.add_argument("--quantization", choices=QUANTIZATIONS,
+                   help="load the weights in 8 or 4 bits (CUDA GPU with bitsandbytes only; default: none)")
+    p.add_argument("--offline", action="store_true",
+                   help="never contact the Hugging Face hub: use downloaded models and local folders only")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="longest reply, in tokens")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
     p.add_argument("--system-prompt", metavar="TEXT", help="instructions given to the model before the chat")
@@ -60,6 +64,8 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         model=args.model,
         device=args.device,
         dtype=args.dtype,
+        quantization=args.quantization,
+        offline=True if args.offline else None,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         system_prompt=args.system_prompt,

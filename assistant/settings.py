@@ -34,6 +34,10 @@ DEFAULT_SYSTEM_PROMPT = (
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "8bit", "4bit")  # 8-/4-bit: bitsandbytes, CUDA only
+
+# The settings the loaded model depends on: changing one of them reloads it.
+MODEL_FIELDS = ("model", "device", "dtype", "quantization")
 
 
 class SettingsError(ValueError):
@@ -45,6 +49,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     dtype: str = "auto"
+    quantization: str = "none"  # "8bit" / "4bit": load the weights quantized (CUDA + bitsandbytes)
+    offline: bool = False  # never contact the Hugging Face hub: cached models and folders only
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 means greedy decoding
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -75,6 +81,12 @@ class Settings:
             raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.dtype not in DTYPES:
             raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise SettingsError(
+                f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {self.quantization!r}"
+            )
+        if not isinstance(self.offline, bool):
+            raise SettingsError("offline must be true or false")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise SettingsError("max_new_tokens must be a positive whole number")
         if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
@@ -111,6 +123,10 @@ class Settings:
         start = float(self.vad_threshold)
         return VadConfig(start_threshold=start, stop_threshold=max(0.1, start - 0.15),
                          min_silence=float(self.vad_min_silence), max_utterance=float(self.max_utterance))
+
+    def model_key(self) -> tuple:
+        """What the loaded model depends on (``MODEL_FIELDS``): a change means a reload."""
+        return tuple(getattr(self, name) for name in MODEL_FIELDS)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.engine import BackendFactory, default_backend_factory
+from assistant.hub import human_bytes
 from assistant.messages import (
     ConversationOpened,
     ErrorEvent,
@@ -47,7 +48,7 @@ from assistant.voice.vad import Utterance
 from assistant.voice.voice_in import ListenEvent, ListenState
 from assistant.voice.voice_out import SpeechEvent
 
-from .bridge import EngineBridge
+from .bridge import EngineBridge, ModelsBridge
 from .camera_panel import CameraPanel, frame_to_qimage
 from .chat_view import ChatView
 from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
@@ -102,6 +103,8 @@ class MainWindow(QMainWindow):
             lambda: self.bridge.listener.level if self.bridge.listener is not None else -100.0,
         )
         self._space_talking = False
+        self.models_bridge: ModelsBridge | None = None  # made when the Models page first opens
+        self.models_page = None
 
         self._build_actions()
         self._build_body()
@@ -157,6 +160,10 @@ class MainWindow(QMainWindow):
         self.settings_action = QAction("Model…", self)
         self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
         self.settings_action.triggered.connect(self.open_settings)
+        self.models_action = QAction("Models…", self)
+        self.models_action.setShortcut(QKeySequence("Ctrl+Shift+M"))
+        self.models_action.setToolTip("Download, choose, unload and delete models; device, precision, offline")
+        self.models_action.triggered.connect(self.open_models)
         self.stop_action = QAction("Stop", self)
         self.stop_action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
         self.stop_action.triggered.connect(self.stop)
@@ -181,6 +188,7 @@ class MainWindow(QMainWindow):
         if self.sidebar is None:
             bar.addAction(self.new_chat_action)
         bar.addAction(self.settings_action)
+        bar.addAction(self.models_action)
         bar.addAction(self.speak_action)
         bar.addAction(self.import_action)
         self.addAction(self.stop_action)
@@ -273,7 +281,8 @@ class MainWindow(QMainWindow):
         else:
             self.progress.hide()
         self.mic_panel.transcribing = event.state is State.TRANSCRIBING
-        self.model_label.setText(f"{short_model_name(event.model)} · {event.device}")
+        memory = f" · {human_bytes(event.memory_bytes)}" if event.memory_bytes else ""
+        self.model_label.setText(f"{short_model_name(event.model)} · {event.device}{memory}")
         self.model_label.setToolTip(event.model)
 
     @Slot(object)
@@ -451,7 +460,11 @@ class MainWindow(QMainWindow):
     def on_error(self, error: ErrorEvent) -> None:
         message = self.chat.message("assistant", error.turn_id) if error.turn_id is not None else None
         if message is None:
-            hint = " Choose another model with Model… (Ctrl+,)." if error.kind is ErrorKind.MODEL_LOAD else ""
+            hint = (
+                " Choose another model or device with Models… (Ctrl+Shift+M)."
+                if error.kind is ErrorKind.MODEL_LOAD
+                else ""
+            )
             self.chat.add_notice(error.message + hint, "error")
             return
         if error.partial_text and message.text != error.partial_text:
@@ -535,6 +548,22 @@ class MainWindow(QMainWindow):
             return
         self.apply_settings(dialog.result_settings())
 
+    @Slot()
+    def open_models(self) -> None:
+        """The Models page (one, non-modal: a download goes on while the user chats)."""
+        from .models_page import ModelsPage
+
+        if self.models_page is None:
+            self.models_bridge = ModelsBridge(self.paths, parent=self)
+            self.models_page = ModelsPage(self.settings, self.bridge, self.models_bridge, self)
+            self.models_page.settings_chosen.connect(self.apply_settings)
+        else:
+            self.models_page.set_settings(self.settings)
+            self.models_bridge.refresh()
+        self.models_page.show()
+        self.models_page.raise_()
+        self.models_page.activateWindow()
+
     def apply_settings(self, settings: Settings) -> None:
         """Use ``settings`` now, and save what the user changed.
 
@@ -546,6 +575,10 @@ class MainWindow(QMainWindow):
             for f in dataclasses.fields(Settings)
             if f.name != "extra" and getattr(settings, f.name) != getattr(self.settings, f.name)
         }
+        model_choices_changed = (settings.model_key(), settings.offline) != (
+            self.settings.model_key(),
+            self.settings.offline,
+        )
         self.settings = settings
         self.speak_action.setChecked(settings.speak_replies and self.bridge.voice is not None)
         if self.persist_settings and changed:
@@ -554,6 +587,8 @@ class MainWindow(QMainWindow):
             except OSError as exc:
                 self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
         self.bridge.apply_settings(settings)
+        if self.models_page is not None and model_choices_changed:
+            self.models_page.set_settings(settings)
 
     # -- drag and drop, closing ------------------------------------------------------
 
@@ -575,7 +610,11 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             app.removeEventFilter(self)
-        self.camera_panel.shutdown()  # devices first, then the pipeline
+        self.camera_panel.shutdown()  # devices first, then downloads, then the pipeline
         self.mic_panel.shutdown()
+        if self.models_page is not None:
+            self.models_page.close()
+        if self.models_bridge is not None:
+            self.models_bridge.shutdown()
         self.bridge.shutdown()
         event.accept()

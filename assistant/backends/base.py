@@ -48,15 +48,26 @@ class BackendInfo:
     dtype: str
     supports_images: bool
     context_length: int | None = None
+    memory_bytes: int | None = None  # what the loaded weights take (RAM or GPU memory); None: unknown/remote
+    quantization: str = "none"
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Loading progress: ``fraction`` is None when the total is unknown."""
+    """Loading progress: ``fraction`` is None when the total is unknown.
+
+    Downloads also give byte figures: bytes in the cache so far (files finished
+    earlier and resumed parts included), the total, the current speed (bytes/s,
+    over the last few seconds) and the time left (seconds); None when unknown.
+    """
 
     stage: str  # "download" | "load"
     fraction: float | None
     detail: str
+    done_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    seconds_left: float | None = None
 
 
 ProgressCallback = Callable[[Progress], None]

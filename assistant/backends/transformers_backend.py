@@ -19,7 +19,15 @@ from typing import Any
 
 import torch
 
-from ..devices import describe_device, pick_device, pick_dtype
+from ..devices import (
+    describe_device,
+    free_accelerator_memory,
+    is_out_of_memory,
+    out_of_memory_message,
+    pick_device,
+    pick_dtype,
+    quantization_support,
+)
 from ..errors import BadInputError, GenerationError, ModelLoadError
 from ..hub import resolve_model
 from .base import (
@@ -106,11 +114,15 @@ class TransformersBackend(GeneratorBackend):
         device: str = "auto",
         dtype: str = "auto",
         cache_dir: Path | None = None,
+        quantization: str = "none",
+        offline: bool = False,
     ) -> None:
         self.model_name = model
         self.requested_device = device
         self.requested_dtype = dtype
         self.cache_dir = cache_dir
+        self.quantization = quantization  # "none" | "8bit" | "4bit"
+        self.offline = offline
         self.model: Any = None
         self.processor: Any = None  # the processor (VLM) or the tokenizer (text LM)
         self.tokenizer: Any = None
@@ -134,10 +146,13 @@ class TransformersBackend(GeneratorBackend):
         )
         from transformers.models.auto import modeling_auto
 
-        folder = resolve_model(self.model_name, self.cache_dir, progress, cancel)
+        # Device and quantization first: a choice that cannot work is said before a long download.
         device = pick_device(self.requested_device)
         dtype = pick_dtype(device, self.requested_dtype)
-        progress(Progress("load", None, f"Loading {self.model_name} on {device.type}…"))
+        quantization = self._quantization_config(device, dtype)
+        folder = resolve_model(self.model_name, self.cache_dir, progress, cancel, offline=self.offline)
+        how = "" if quantization is None else f" ({self.quantization})"
+        progress(Progress("load", None, f"Loading {self.model_name} on {device.type}{how}…"))
         try:
             config = AutoConfig.from_pretrained(folder)
         except Exception as exc:  # noqa: BLE001 - any failure here is "cannot load"
@@ -152,23 +167,36 @@ class TransformersBackend(GeneratorBackend):
                 f"'{self.model_name}' is a '{model_type}' model, which cannot chat: choose an "
                 "image-text-to-text or text-generation model."
             )
+        failure: str | None = None
+        model = None
         try:
             if self.is_vlm:
                 self.processor = AutoProcessor.from_pretrained(folder)
                 self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
             else:
                 self.tokenizer = self.processor = AutoTokenizer.from_pretrained(folder)
-            model = model_cls.from_pretrained(folder, config=config, dtype=dtype)
-            model.to(device)
+            if quantization is None:
+                model = model_cls.from_pretrained(folder, config=config, dtype=dtype)
+                model.to(device)
+            else:  # bitsandbytes places the weights itself; a quantized model cannot be moved
+                model = model_cls.from_pretrained(
+                    folder,
+                    config=config,
+                    dtype=dtype,
+                    quantization_config=quantization,
+                    device_map={"": device.index if device.index is not None else 0},
+                )
             model.eval()
-        except torch.cuda.OutOfMemoryError:
-            self.unload()
-            raise ModelLoadError(
-                f"'{self.model_name}' does not fit in GPU memory; choose device 'cpu' or a smaller model."
-            ) from None
         except Exception as exc:  # noqa: BLE001
-            self.unload()
-            raise ModelLoadError(f"Could not load model '{self.model_name}': {_short(exc)}") from None
+            model = None
+            if is_out_of_memory(exc):
+                failure = out_of_memory_message(self.model_name, "loading")
+            else:
+                failure = f"Could not load model '{self.model_name}': {_short(exc)}"
+        if failure is not None:
+            # Raised here, not in the handler: the exception's frames would keep the half-loaded weights alive.
+            self.unload(device)
+            raise ModelLoadError(failure)
         if getattr(self.tokenizer, "chat_template", None) is None and getattr(self.processor, "chat_template", None) is None:
             self.unload()
             raise ModelLoadError(
@@ -186,8 +214,38 @@ class TransformersBackend(GeneratorBackend):
             dtype=str(dtype).removeprefix("torch."),
             supports_images=self.is_vlm,
             context_length=self._context_length(config),
+            memory_bytes=self._memory(model),
+            quantization=self.quantization if quantization is not None else "none",
         )
         return self.info
+
+    def _quantization_config(self, device: torch.device, dtype: torch.dtype) -> Any:
+        """A ``BitsAndBytesConfig`` for 8-/4-bit loading, None for full weights; a clear error when impossible."""
+        if self.quantization == "none":
+            return None
+        if self.quantization not in ("8bit", "4bit"):
+            raise ModelLoadError(f"Unknown quantization '{self.quantization}'; choose none, 8bit or 4bit.")
+        problem = quantization_support(device)
+        if problem:
+            raise ModelLoadError(problem)
+        from transformers import BitsAndBytesConfig
+
+        if self.quantization == "8bit":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+
+    @staticmethod
+    def _memory(model: Any) -> int | None:
+        """Bytes the weights and buffers take where they live (RAM or GPU memory)."""
+        try:
+            return int(model.get_memory_footprint())
+        except Exception:  # noqa: BLE001 - a figure for the window, never a reason to fail
+            return None
 
     @staticmethod
     def _context_length(config: Any) -> int | None:
@@ -198,13 +256,16 @@ class TransformersBackend(GeneratorBackend):
                 return value
         return None
 
-    def unload(self) -> None:
-        had_cuda = self.device is not None and self.device.type == "cuda"
+    def unload(self, device: torch.device | None = None) -> None:
+        """Drop the model; its memory is freed (GPU memory handed back to the driver)."""
+        device = device or self.device
         self.model = self.processor = self.tokenizer = None
+        self.last_inputs = None
         self.info = None
+        self.device = None
         gc.collect()
-        if had_cuda:
-            torch.cuda.empty_cache()
+        if device is not None and device.type != "cpu":
+            free_accelerator_memory()
 
     # -- prompting -------------------------------------------------------------------
 
@@ -365,6 +426,7 @@ class TransformersBackend(GeneratorBackend):
             if params.temperature > 0
             else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         )
+        out_of_memory = False
         try:
             with torch.inference_mode():
                 output = self.model.generate(
@@ -374,11 +436,17 @@ class TransformersBackend(GeneratorBackend):
                     stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
                     **{**sampling, **self.generate_kwargs},
                 )
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise GenerationError("The GPU ran out of memory while answering; try a shorter chat or device 'cpu'.") from None
         except Exception as exc:  # noqa: BLE001
-            log.exception("generation failed")
-            raise GenerationError(f"The model failed while answering: {_short(exc)}") from None
+            if not is_out_of_memory(exc):
+                log.exception("generation failed")
+                raise GenerationError(f"The model failed while answering: {_short(exc)}") from None
+            out_of_memory = True  # raised below, once this exception (and the tensors its frames hold) is gone
+        if out_of_memory:
+            del model_inputs
+            gc.collect()
+            free_accelerator_memory()
+            raise GenerationError(
+                out_of_memory_message(self.model_name, "answering with") + " A new chat (shorter history) may also fit."
+            )
         tokens = int(output.shape[-1] - prompt_len) if isinstance(output, torch.Tensor) else len(streamer.ids)
         return GenerationResult(text="".join(chunks), tokens=tokens, stopped=cancel.cancelled)

@@ -239,6 +239,7 @@ def make_recognizer(
     language: str = "",
     progress: ProgressCallback = lambda p: None,
     cancel: CancelToken = NeverCancelled(),
+    offline: bool = False,
 ) -> SpeechRecognizer:
     """Find ``model`` (folder, cache or download, with progress) and wrap it in the right backend.
 
@@ -250,7 +251,7 @@ def make_recognizer(
         if not folder.is_dir():
             raise ModelLoadError(f"Speech model folder '{model}' does not exist.")
     else:
-        folder = resolve_model(model, cache_dir, progress, cancel, allow_patterns=ASR_ALLOW_PATTERNS)
+        folder = resolve_model(model, cache_dir, progress, cancel, allow_patterns=ASR_ALLOW_PATTERNS, offline=offline)
     if whisper_format(folder) == "ctranslate2":
         return FasterWhisper(model, folder, device, language)
     return TransformersWhisper(model, folder, device, dtype, language)

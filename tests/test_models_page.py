@@ -1,0 +1,221 @@
+"""The Models page in the real window, driven with qtbot; downloads from the local fake hub."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from assistant.backends.base import NeverCancelled, Progress
+from assistant.messages import State
+from assistant.models import download
+from assistant.settings import Settings, load_settings, save_settings
+from tests.test_models import REPO, REPO_DIR, serve_tiny_vlm, wanted_size
+from ui.bridge import running_threads
+from ui.main_window import MainWindow
+from ui.models_page import progress_text
+
+
+@pytest.fixture
+def hub(tiny_models, monkeypatch):
+    yield from serve_tiny_vlm(tiny_models, monkeypatch)
+
+
+@pytest.fixture
+def window(qtbot, paths, tiny_models):
+    """The window with the tiny text model loaded, as a user has it before opening Models…."""
+    opened = []
+
+    def open_(wait_for=State.READY, **settings):
+        settings = {"model": str(tiny_models["causal_lm"]), "device": "cpu", **settings}
+        win = MainWindow(Settings(**settings), paths)
+        opened.append(win)
+        win.show()
+        with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
+                              check_params_cb=lambda e: e.state is wait_for):
+            win.bridge.load()
+        return win
+
+    yield open_
+    for win in opened:
+        win.close()  # joins the pipeline and models threads
+        assert win.bridge._thread.isFinished()
+        if win.models_bridge is not None:
+            assert win.models_bridge._thread.isFinished()
+        win.deleteLater()
+    assert running_threads() == []
+
+
+def open_page(qtbot, win):
+    win.models_action.trigger()
+    page = win.models_page
+    assert page is not None and page.isVisible()
+    qtbot.waitUntil(lambda: page.listing is not None and page.capabilities is not None, timeout=20_000)
+    return page
+
+
+def test_progress_text():
+    p = Progress("download", 0.25, "", done_bytes=1_500_000, total_bytes=6_000_000,
+                 bytes_per_second=500_000, seconds_left=9.2)
+    assert progress_text(p) == "1.5 MB of 6.0 MB · 500.0 KB/s · 9 s left"
+    done = Progress("download", 1.0, "", done_bytes=6_000_000, total_bytes=6_000_000, bytes_per_second=1e6)
+    assert progress_text(done) == "6.0 MB of 6.0 MB · 1.0 MB/s · done"
+    assert progress_text(Progress("download", None, "Downloading x…")) == "Downloading x…"
+
+
+def test_download_shows_progress_cancel_then_resume(qtbot, window, hub, paths):
+    win = window()
+    page = open_page(qtbot, win)
+    assert page.listing.models == () and str(paths.models) in page.cache_label.text()
+    assert "No CUDA GPU" in page.capability_note.text()
+
+    hub.throttle(bytes_per_second=120_000)  # ~3 s for the whole model
+    page.model.setCurrentText(REPO)
+    assert page.download_button.isEnabled() and not page.cancel_button.isEnabled()
+    page.download_button.click()
+    assert win.models_bridge.downloading == REPO and page.cancel_button.isEnabled()
+    assert not page.download_button.isEnabled()  # one download at a time
+    shown: list[str] = []
+    page.models.download_progress.connect(lambda p: shown.append(page.progress_label.text()))
+    qtbot.waitUntil(lambda: "left" in page.progress_label.text() and page.progress.value() > 100, timeout=20_000)
+    text = page.progress_label.text()
+    assert " of " in text and "/s" in text and "left" in text, text
+    assert win.bridge.status.state is State.READY  # the chat model is untouched: chatting goes on
+
+    with qtbot.waitSignal(win.models_bridge.download_failed, timeout=10_000) as failed:
+        page.cancel_button.click()
+    model, message, cancelled = failed.args
+    assert model == REPO and cancelled and "cancelled" in message
+    assert "continues where it stopped" in page.progress_label.text() and page.problem.isHidden()
+    cut_at = page.progress.value()
+    assert 0 < cut_at < 1000
+    qtbot.waitUntil(lambda: page.cached.topLevelItemCount() == 1, timeout=10_000)
+    assert "partial download" in page.cached.topLevelItem(0).text(2)
+    assert len(set(shown)) >= 3, shown  # the figures moved while it ran
+
+    # Again, faster: it continues from the kept part, and ends at 100 %.
+    hub.throttle(bytes_per_second=2_000_000)
+    before = hub.request_count
+    with qtbot.waitSignal(win.models_bridge.download_finished, timeout=20_000):
+        page.download_button.click()
+    ranged = [r for r in hub.requests[before:] if r.range and r.path.endswith("/model.safetensors")]
+    assert [r.status for r in ranged] == [206]
+    assert page.progress.value() == 1000 and page.progress_label.text().endswith("done")
+    qtbot.waitUntil(lambda: page.cached.topLevelItemCount() == 1
+                    and page.cached.topLevelItem(0).text(2) == "ready", timeout=10_000)
+    item = page.cached.topLevelItem(0)
+    assert item.text(0) == REPO and page.listing.models[0].size_bytes == wanted_size(hub)
+    assert page.model.findText(REPO) >= 0  # offered as a choice now
+
+
+def test_delete_asks_first_and_removes_the_files(qtbot, window, hub, paths, monkeypatch):
+    download(REPO, paths.models, lambda p: None, NeverCancelled())
+    win = window()
+    page = open_page(qtbot, win)
+    assert page.select(REPO) and page.delete_button.isEnabled()
+    size = page.listing.models[0].size_bytes
+
+    asked: list[str] = []
+
+    def answer(no_or_yes):
+        def question(parent, title, text, *args):
+            asked.append(text)
+            return no_or_yes
+        return question
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
+    assert not page.delete_selected()
+    assert REPO in asked[0] and page.listing.models[0].size_text in asked[0]
+    assert (paths.models / REPO_DIR).is_dir()
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    with qtbot.waitSignal(win.models_bridge.deleted, timeout=10_000) as deleted:
+        page.delete_button.click()
+    assert deleted.args[0] == REPO and deleted.args[1] >= size
+    assert not (paths.models / REPO_DIR).exists()
+    qtbot.waitUntil(lambda: page.cached.topLevelItemCount() == 0, timeout=10_000)
+    assert "freed" in page.progress_label.text() and not page.delete_button.isEnabled()
+
+
+def test_choices_are_applied_and_only_they_are_saved(qtbot, window, paths, tiny_models, monkeypatch):
+    save_settings(paths, Settings(model="saved/model", max_new_tokens=99))
+    win = window()  # this session runs the tiny model: a command-line override, not saved
+    page = open_page(qtbot, win)
+    # HF_HUB_OFFLINE in the environment (as in all tests) wins: shown, and not switchable here.
+    assert page.offline.isChecked() and not page.offline.isEnabled() and "HF_HUB_OFFLINE" in page.offline.toolTip()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    page.set_settings(win.settings)
+    assert not page.offline.isChecked() and page.offline.isEnabled()
+    assert page.model.currentText() == str(tiny_models["causal_lm"]) and page.device.currentText() == "cpu"
+    assert not page.apply_button.isEnabled()  # nothing changed yet
+
+    page.dtype.setCurrentText("bfloat16")
+    page.offline.setChecked(True)
+    assert page.apply_button.isEnabled()
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000, check_params_cb=lambda e: e.state is State.READY):
+        page.apply_button.click()
+    saved = load_settings(paths).settings
+    assert (saved.model, saved.max_new_tokens) == ("saved/model", 99)  # the override was not written
+    assert (saved.dtype, saved.offline, saved.quantization) == ("bfloat16", True, "none")
+    assert win.settings.dtype == "bfloat16" and win.settings.offline
+    assert win.bridge.status.dtype == "bfloat16"  # reloaded in the new precision
+    assert "bfloat16" in page.loaded_label.text() and not page.apply_button.isEnabled()
+
+    # 4-bit on a computer without CUDA: saved as chosen, and a clear message says why it cannot load.
+    page.quantization.setCurrentIndex(page.quantization.findData("4bit"))
+    with qtbot.waitSignal(win.bridge.error, timeout=30_000) as error:
+        page.apply_button.click()
+    assert "CUDA GPU" in error.args[0].message and "quantization 'none'" in error.args[0].message
+    assert load_settings(paths).settings.quantization == "4bit"
+    qtbot.waitUntil(lambda: bool(win.chat.notices), timeout=5000)
+    assert "CUDA GPU" in win.chat.notices[-1].text() and "Models…" in win.chat.notices[-1].text()
+    assert "No model is loaded" in page.loaded_label.text()
+
+
+def test_unload_frees_the_model_and_the_memory_is_shown(qtbot, window):
+    win = window()
+    page = open_page(qtbot, win)
+    memory = win.bridge.status.memory_bytes
+    assert memory and memory == win.bridge.engine.info.memory_bytes
+    assert "takes" in page.loaded_label.text() and "KB" in page.loaded_label.text()
+    assert win.model_label.text().endswith("KB")  # the status line shows it too
+    old = weakref.ref(win.bridge.engine.backend.model)
+
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=10_000,
+                          check_params_cb=lambda e: e.state is State.UNLOADED):
+        page.unload_button.click()
+    gc.collect()
+    assert old() is None and win.bridge.engine.backend is None
+    assert "No model is loaded" in page.loaded_label.text() and not page.unload_button.isEnabled()
+    assert "KB" not in win.model_label.text()
+
+
+def test_offline_switch_refuses_a_download_with_a_clear_message(qtbot, window, hub):
+    win = window()
+    page = open_page(qtbot, win)
+    page.offline.setChecked(True)
+    page.model.setCurrentText(REPO)
+    with qtbot.waitSignal(win.models_bridge.download_failed, timeout=10_000) as failed:
+        page.download_button.click()
+    assert not failed.args[2]
+    assert not page.problem.isHidden() and "offline" in page.problem.text() and REPO in page.problem.text()
+    assert hub.requests == []
+    # A folder has nothing to download.
+    page.model.setCurrentText(str(win.settings.model))
+    assert not page.download_button.isEnabled()
+
+
+def test_closing_the_window_mid_download_joins_the_thread(qtbot, paths, tiny_models, hub):
+    win = MainWindow(Settings(model=str(tiny_models["causal_lm"]), device="cpu"), paths)
+    win.show()
+    page = open_page(qtbot, win)
+    hub.throttle(bytes_per_second=50_000)  # ~7 s: still running when the window closes
+    page.model.setCurrentText(REPO)
+    page.download_button.click()
+    qtbot.waitUntil(lambda: page.progress.value() > 0, timeout=20_000)
+    win.close()
+    assert win.models_bridge._thread.isFinished() and win.bridge._thread.isFinished()
+    assert not list((paths.models / REPO_DIR / "snapshots").glob("*/model.safetensors"))
+    win.deleteLater()
