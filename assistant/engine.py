@@ -60,6 +60,18 @@ BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 
 
 def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBackend:
+    """The generator the settings ask for: in-process ``transformers``, or an OpenAI-compatible server."""
+    if settings.backend == "openai":
+        from .backends.openai_backend import OpenAIBackend
+        from .secrets import keys
+
+        return OpenAIBackend(
+            settings.base_url,
+            settings.remote_model,
+            api_key=keys.key_for(settings.base_url),
+            timeout=settings.request_timeout,
+            image_max_side=settings.remote_image_max_side,
+        )
     from .backends.transformers_backend import TransformersBackend
 
     return TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
@@ -123,8 +135,8 @@ class Engine:
                 state,
                 detail,
                 progress,
-                model=info.model if info else self.settings.model,
-                device=info.device if info else self.settings.device,
+                model=info.model if info else self.settings.generator_name,
+                device=info.device if info else self.settings.generator_place,
             )
         )
 
@@ -134,7 +146,7 @@ class Engine:
         """Load the model named in the settings; report progress; never raise."""
         token = self.token(epoch)
         self.unload()
-        self._status(State.LOADING, f"Loading {self.settings.model}…")
+        self._status(State.LOADING, f"Loading {self.settings.generator_name}…")
 
         def on_progress(p: Progress) -> None:
             self._status(State.LOADING, p.detail, p.fraction)
@@ -152,7 +164,7 @@ class Engine:
             return False
         except Exception as exc:  # noqa: BLE001 - a load must never take the pipeline down
             log.exception("model load failed")
-            self._fail_load(f"Could not load model '{self.settings.model}': {exc}")
+            self._fail_load(f"Could not load model '{self.settings.generator_name}': {exc}")
             return False
         log.info("loaded %s on %s in %.1f s", self.info.model, self.info.device, time.monotonic() - started)
         self._status(State.READY, "Ready")
@@ -169,13 +181,10 @@ class Engine:
         self.backend = None
         self.info = None
 
-    def apply_settings(self, settings: Settings, epoch: int | None = None) -> bool:
-        """Use new settings; reload the model when anything it depends on changed."""
-        reload = (settings.model, settings.device, settings.dtype) != (
-            self.settings.model,
-            self.settings.device,
-            self.settings.dtype,
-        )
+    def apply_settings(self, settings: Settings, epoch: int | None = None, reload: bool = False) -> bool:
+        """Use new settings; reload the model when anything it depends on changed
+        (or when ``reload`` says so: a new API key for the same server)."""
+        reload = reload or settings.generator_key() != self.settings.generator_key()
         self.settings = settings
         if reload or self.backend is None:
             return self.load(epoch)

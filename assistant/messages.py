@@ -89,6 +89,7 @@ class ErrorKind(enum.Enum):
     BAD_INPUT = "bad_input"
     GENERATION = "generation"
     HISTORY = "history"  # the conversation could not be saved or read
+    SETTINGS = "settings"  # a setting could not be kept as asked (an API key without a keyring)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ DEFAULT_SYSTEM_PROMPT = (
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("local", "openai")  # in-process transformers, or an OpenAI-compatible server
+DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default; Ollama: http://localhost:11434/v1
 
 
 class SettingsError(ValueError):
@@ -57,6 +60,12 @@ class Settings:
     attention_temperature: float = 0.5  # softmax temperature of the frame attention
     relevance_model: str = ""  # a CLIP/SigLIP hub id or folder for question-frame relevance; "" = off
     mirror_camera: bool = True
+    backend: str = "local"  # "local" (transformers in this process) or "openai" (a server)
+    base_url: str = DEFAULT_BASE_URL  # the server's OpenAI-compatible API root, with /v1
+    remote_model: str = ""  # the model name the server serves; "" = its only model
+    request_timeout: float = 60.0  # seconds: connecting, and the longest wait between two chunks
+    remote_image_max_side: int = 1024  # images are shrunk to this before they are sent
+    # The API key is never a setting: see assistant.secrets.
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -85,6 +94,37 @@ class Settings:
             raise SettingsError("camera_frames must be between 1 and 8")
         if not isinstance(self.attention_temperature, (int, float)) or self.attention_temperature <= 0:
             raise SettingsError("attention_temperature must be positive")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if not isinstance(self.base_url, str) or not re.match(r"^https?://[^/\s]+", self.base_url.strip()):
+            raise SettingsError(f"base_url must be an http:// or https:// address, not {self.base_url!r}")
+        if not isinstance(self.remote_model, str):
+            raise SettingsError("remote_model must be text")
+        if (
+            isinstance(self.request_timeout, bool)
+            or not isinstance(self.request_timeout, (int, float))
+            or not 1 <= self.request_timeout <= 3600
+        ):
+            raise SettingsError("request_timeout must be between 1 and 3600 seconds")
+        if not isinstance(self.remote_image_max_side, int) or not 64 <= self.remote_image_max_side <= 8192:
+            raise SettingsError("remote_image_max_side must be between 64 and 8192 pixels")
+
+    def generator_key(self) -> tuple:
+        """What the loaded generator depends on: when this changes, the model is reloaded."""
+        if self.backend == "openai":
+            return (self.backend, self.base_url.strip(), self.remote_model.strip(), self.request_timeout,
+                    self.remote_image_max_side)
+        return (self.backend, self.model, self.device, self.dtype)
+
+    @property
+    def generator_name(self) -> str:
+        """The model as the status line names it before it is loaded."""
+        return (self.remote_model.strip() or "server model") if self.backend == "openai" else self.model
+
+    @property
+    def generator_place(self) -> str:
+        """Where the model runs: the device, or the server's URL."""
+        return self.base_url.strip() if self.backend == "openai" else self.device
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""
