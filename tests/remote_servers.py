@@ -64,7 +64,10 @@ class LlamaServer:
     def start(self, timeout: float = 120) -> LlamaServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-               "--n_threads", "2", "--n_batch", "256", "--verbose", "False"]
+               # A base model: in its own chat template it ends the turn at once; in the
+               # Alpaca format it writes on, which is what tests of streaming need.
+               "--chat_format", "alpaca",
+               "--n_threads", "2", "--n_threads_batch", "2", "--n_batch", "256", "--verbose", "False"]
         if self.api_key:
             cmd += ["--api_key", self.api_key]
         log_path = self.log_dir / f"llama-server-{self.port}.log" if self.log_dir else None
@@ -114,6 +117,7 @@ class CaptureServer:
         self.error_message = "internal failure"
         self.drop_after = 3
         self.chunk_delay = 0.0
+        self.first_chunk_delay = 0.0  # headers at once, then a wait (a server reading a long prompt)
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -156,7 +160,15 @@ class CaptureServer:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                self.wfile.flush()
                 self.close_connection = True
+                try:
+                    self._stream(body)
+                except OSError:
+                    pass  # the client went away (Stop)
+
+            def _stream(self, body: dict) -> None:
+                time.sleep(outer.first_chunk_delay)
                 words = outer.reply.split(" ")
                 for i, word in enumerate(words):
                     if outer.mode == "drop" and i == outer.drop_after:

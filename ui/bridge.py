@@ -64,9 +64,19 @@ class _Worker(QObject):
     def load(self, epoch: int) -> None:
         self.engine.load(epoch)
 
-    @Slot(object, int)
-    def apply_settings(self, settings: Settings, epoch: int) -> None:
-        self.engine.apply_settings(settings, epoch)
+    @Slot(object, int, bool)
+    def apply_settings(self, settings: Settings, epoch: int, reload: bool) -> None:
+        self.engine.apply_settings(settings, epoch, reload)
+
+    @Slot(str, str)
+    def save_api_key(self, base_url: str, key: str) -> None:
+        """Store a key in the system keyring here: keyring calls may block (a locked keychain)."""
+        from assistant.messages import ErrorKind
+        from assistant.secrets import keys
+
+        warning = keys.save(base_url, key)
+        if warning:
+            self.event.emit(ErrorEvent(warning, ErrorKind.SETTINGS))
 
     @Slot(object, int)
     def run_turn(self, turn: UserTurn, epoch: int) -> None:
@@ -125,7 +135,8 @@ class EngineBridge(QObject):
     frames_chosen = Signal(object)  # FramesChosen
 
     _load = Signal(int)
-    _apply = Signal(object, int)
+    _apply = Signal(object, int, bool)
+    _save_key = Signal(str, str)
     _turn = Signal(object, int)
     _new_chat = Signal()
     _history = Signal(str, object)
@@ -144,7 +155,7 @@ class EngineBridge(QObject):
     ) -> None:
         super().__init__(parent)
         self.flush_ms = flush_ms
-        self.status = StatusEvent(State.UNLOADED, model=settings.model, device=settings.device)
+        self.status = StatusEvent(State.UNLOADED, model=settings.generator_name, device=settings.generator_place)
         self._buffer: list[TokenChunk] = []
         self._lock = threading.Lock()
         self._last_flush = 0.0
@@ -165,6 +176,7 @@ class EngineBridge(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._load.connect(self._worker.load)
         self._apply.connect(self._worker.apply_settings)
+        self._save_key.connect(self._worker.save_api_key)
         self._turn.connect(self._worker.run_turn)
         self._new_chat.connect(self._worker.new_chat)
         self._history.connect(self._worker.history)
@@ -216,8 +228,9 @@ class EngineBridge(QObject):
     def load(self) -> None:
         self._load.emit(self.engine.epoch)
 
-    def apply_settings(self, settings: Settings) -> None:
-        """Switch settings; a different model/device/dtype is reloaded in the background."""
+    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
+        """Switch settings; a different model/device/dtype/server is reloaded in the background
+        (``reload``: reload even so, e.g. with a new API key)."""
         old, self._settings = self._settings, settings
         if self.voice is not None:
             self.voice.set_enabled(settings.speak_replies)
@@ -226,11 +239,20 @@ class EngineBridge(QObject):
                 self.voice.set_voice(settings.voice)
             if settings.speech_rate != old.speech_rate:
                 self.voice.set_rate(settings.speech_rate)
-        if (settings.model, settings.device, settings.dtype) == (old.model, old.device, old.dtype):
-            self._apply.emit(settings, self.engine.epoch)  # no reload: the reply in progress goes on
+        if settings.generator_key() == old.generator_key() and not reload:
+            self._apply.emit(settings, self.engine.epoch, False)  # no reload: the reply in progress goes on
             return
         self._silence()
-        self._apply.emit(settings, self.engine.cancel())
+        self._apply.emit(settings, self.engine.cancel(), reload)
+
+    def save_api_key(self, base_url: str, key: str) -> None:
+        """Use ``key`` for the server from now on; it is written to the keyring in the
+        pipeline thread (before any reload queued after this), never to the settings file.
+        When there is no keyring, an error event says it is kept for this session only."""
+        from assistant.secrets import keys
+
+        keys.remember(base_url, key)  # in memory at once: a reload queued next uses it
+        self._save_key.emit(base_url, key)
 
     def submit(self, turn: UserTurn) -> None:
         self._silence()  # a new question interrupts the spoken answer to the last one

@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
         message = self.chat.message("assistant", error.turn_id) if error.turn_id is not None else None
         if message is None:
             hint = " Choose another model with Model… (Ctrl+,)." if error.kind is ErrorKind.MODEL_LOAD else ""
-            self.chat.add_notice(error.message + hint, "error")
+            self.chat.add_notice(error.message + hint, "warning" if error.kind is ErrorKind.SETTINGS else "error")
             return
         if error.partial_text and message.text != error.partial_text:
             message.set_text(error.partial_text)
@@ -426,9 +426,12 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self, voices=voices)
         if dialog.exec() != SettingsDialog.DialogCode.Accepted:
             return
-        self.apply_settings(dialog.result_settings())
+        settings, key = dialog.result_settings(), dialog.api_key_entered()
+        if key is not None:  # to the keyring (never the settings file), before the reload
+            self.bridge.save_api_key(settings.base_url, key)
+        self.apply_settings(settings, reload=key is not None and settings.backend == "openai")
 
-    def apply_settings(self, settings: Settings) -> None:
+    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
         """Use ``settings`` now, and save what the user changed.
 
         Only the changed fields are written over the saved file, so a command-line
@@ -446,7 +449,7 @@ class MainWindow(QMainWindow):
                 save_settings(self.paths, load_settings(self.paths).settings.replace(**changed))
             except OSError as exc:
                 self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
-        self.bridge.apply_settings(settings)
+        self.bridge.apply_settings(settings, reload)
 
     # -- drag and drop, closing ------------------------------------------------------
 

@@ -95,6 +95,12 @@ def _server_message(exc: Any) -> str:
     return message if len(message) <= 300 else message[:299] + "…"
 
 
+def _error_code(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
 def explain(exc: BaseException, base_url: str, model: str, key: str | None, timeout: float) -> Exception:
     """A client-library exception as an exception whose text is fit for the user.
 
@@ -112,7 +118,7 @@ def explain(exc: BaseException, base_url: str, model: str, key: str | None, time
         )
     elif isinstance(exc, openai.APIStatusError):
         status, message = exc.status_code, _server_message(exc)
-        if status == 400 and _CONTEXT_WORDS.search(message):
+        if status == 400 and (_CONTEXT_WORDS.search(message) or _error_code(exc) == "context_length_exceeded"):
             return PromptTooLongError(scrub(message, key))
         if status == 401:
             hint = "Set the right key in Model… settings or OPENAI_API_KEY." if key and key != NO_KEY else (
@@ -405,6 +411,8 @@ class OpenAIBackend(GeneratorBackend):
             if cancel.cancelled or watcher.fired:
                 return GenerationResult("".join(parts), chunks, True)
             if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+                if not parts:
+                    self._diagnose(body)
                 raise GenerationError(self._lost(parts)) from None
             raise self._failure(exc, parts) from None
         finally:
@@ -413,8 +421,34 @@ class OpenAIBackend(GeneratorBackend):
         if cancel.cancelled:
             return GenerationResult("".join(parts), chunks, True)
         if not finished:
+            if not parts:
+                self._diagnose(body)
             raise GenerationError(self._lost(parts))
         return GenerationResult("".join(parts), chunks, False)
+
+    def _diagnose(self, body: list[dict[str, Any]]) -> None:
+        """Why did a stream end before its first chunk?  Some servers (llama-cpp-python)
+        check the prompt's length only once streaming has begun, and then just hang up.
+        Asked once more without streaming (one token), they answer with a proper 400:
+        raise ``PromptTooLongError`` when that is it; otherwise return."""
+        import openai
+
+        for _attempt in range(2):  # the first may meet the connection the server just dropped
+            try:
+                self.client.chat.completions.create(model=self.model, messages=body, max_tokens=1, temperature=0.0,
+                                                    extra_body=self.extra_body or None)
+                return
+            except openai.APIStatusError as exc:
+                explained = self._explain(exc)
+                if isinstance(explained, PromptTooLongError):
+                    raise explained from None
+                return
+            except openai.APITimeoutError:
+                return
+            except openai.APIConnectionError:
+                continue
+            except Exception:  # noqa: BLE001 - no diagnosis: "lost" is the answer
+                return
 
     def _lost(self, parts: list[str]) -> str:
         kept = " The part received is kept." if parts else ""
