@@ -630,3 +630,32 @@ def test_settings_dialog_reports_an_unreachable_server_and_no_keyring(qtbot):
     finally:
         keyring.set_keyring(previous)
         keys.reset()
+
+
+def test_window_says_when_a_key_is_kept_for_this_session_only(qtbot, window_on):
+    import keyring
+    from keyring.backends import fail
+
+    from assistant.messages import ErrorKind
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    keys.reset()
+    try:
+        with CaptureServer() as server:
+            window = window_on(remote_settings(server))
+            with qtbot.waitSignal(window.bridge.error, timeout=10_000) as blocker:
+                window.bridge.save_api_key(server.base_url, "sk-session-only-4242")
+                window.apply_settings(window.settings, reload=True)
+            assert blocker.args[0].kind is ErrorKind.SETTINGS and "session only" in blocker.args[0].message
+            qtbot.waitUntil(lambda: window.state_label.text() == "Ready", timeout=10_000)
+            replies = []
+            window.bridge.reply_finished.connect(replies.append)
+            send(qtbot, window, "hi")
+            qtbot.waitUntil(lambda: bool(replies), timeout=10_000)
+            auth = {k.lower(): v for k, v in server.headers[-1].items()}["authorization"]
+            assert auth == "Bearer sk-session-only-4242"  # the reloaded backend uses the session's key
+            window.close()
+    finally:
+        keyring.set_keyring(previous)
+        keys.reset()
