@@ -66,6 +66,18 @@ BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 
 
 def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBackend:
+    """The generator the settings ask for: in-process ``transformers``, or an OpenAI-compatible server."""
+    if settings.backend == "openai":
+        from .backends.openai_backend import OpenAIBackend
+        from .secrets import keys
+
+        return OpenAIBackend(
+            settings.base_url,
+            settings.remote_model,
+            api_key=keys.key_for(settings.base_url),
+            timeout=settings.request_timeout,
+            image_max_side=settings.remote_image_max_side,
+        )
     from .backends.transformers_backend import TransformersBackend
 
     return TransformersBackend(
@@ -138,8 +150,8 @@ class Engine:
                 state,
                 detail,
                 progress,
-                model=info.model if info else self.settings.model,
-                device=info.device if info else self.settings.device,
+                model=info.model if info else self.settings.generator_name,
+                device=info.device if info else self.settings.generator_place,
                 memory_bytes=info.memory_bytes if info else None,
                 dtype=info.dtype if info else "",
                 quantization=info.quantization if info else "none",
@@ -152,7 +164,7 @@ class Engine:
         """Load the model named in the settings; report progress; never raise."""
         token = self.token(epoch)
         self.unload()
-        self._status(State.LOADING, f"Loading {self.settings.model}…")
+        self._status(State.LOADING, f"Loading {self.settings.generator_name}…")
 
         def on_progress(p: Progress) -> None:
             self._status(State.LOADING, p.detail, p.fraction)
@@ -172,10 +184,10 @@ class Engine:
             from .devices import is_out_of_memory, out_of_memory_message
 
             if is_out_of_memory(exc):
-                message = out_of_memory_message(self.settings.model, "loading")
+                message = out_of_memory_message(self.settings.generator_name, "loading")
             else:
                 log.exception("model load failed")
-                message = f"Could not load model '{self.settings.model}': {exc}"
+                message = f"Could not load model '{self.settings.generator_name}': {exc}"
             self._fail_load(message)
             return False
         log.info("loaded %s on %s in %.1f s", self.info.model, self.info.device, time.monotonic() - started)
@@ -291,9 +303,10 @@ class Engine:
             return None
         return self.handle_turn(UserTurn(transcript.text, frames=frames, id=turn_id), epoch)
 
-    def apply_settings(self, settings: Settings, epoch: int | None = None) -> bool:
-        """Use new settings; reload the model when anything it depends on changed."""
-        reload = settings.model_key() != self.settings.model_key()
+    def apply_settings(self, settings: Settings, epoch: int | None = None, reload: bool = False) -> bool:
+        """Use new settings; reload the model when anything it depends on changed
+        (or when ``reload`` says so: a new API key for the same server)."""
+        reload = reload or settings.generator_key() != self.settings.generator_key()
         self.settings = settings
         if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
             self.unload_recognizer()  # a different speech model: the next utterance loads it

@@ -94,6 +94,7 @@ class ErrorKind(enum.Enum):
     GENERATION = "generation"
     HISTORY = "history"  # the conversation could not be saved or read
     SPEECH = "speech"  # the microphone, or speech recognition
+    SETTINGS = "settings"  # a setting could not be kept as asked (an API key without a keyring)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .settings import APP_TITLE, DEVICES, DTYPES, QUANTIZATIONS, AppPaths, Settings
+from .settings import APP_TITLE, BACKENDS, DEVICES, DTYPES, QUANTIZATIONS, AppPaths, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the weights in 8 or 4 bits (CUDA GPU with bitsandbytes only; default: none)")
     p.add_argument("--offline", action="store_true",
                    help="never contact the Hugging Face hub: use downloaded models and local folders only")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="where the model runs: local (in this process) or openai (an OpenAI-compatible server)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="the server's API address for --backend openai, e.g. http://localhost:8000/v1 "
+                        "(the API key comes from OPENAI_API_KEY, else the system keyring)")
+    p.add_argument("--remote-model", metavar="NAME",
+                   help="the model name on the server (default: the server's only model); "
+                        "--base-url or --remote-model alone implies --backend openai")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="longest reply, in tokens")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
     p.add_argument("--system-prompt", metavar="TEXT", help="instructions given to the model before the chat")
@@ -74,6 +82,10 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         camera=args.camera,
         mic=args.mic,
         asr_model=args.asr_model,
+        # A server address or name alone means "use the server".
+        backend=args.backend or ("openai" if args.base_url or args.remote_model else None),
+        base_url=args.base_url,
+        remote_model=args.remote_model,
     )
 
 

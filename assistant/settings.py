@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ QUANTIZATIONS = ("none", "8bit", "4bit")  # 8-/4-bit: bitsandbytes, CUDA only
 
 # The settings the loaded model depends on: changing one of them reloads it.
 MODEL_FIELDS = ("model", "device", "dtype", "quantization")
+BACKENDS = ("local", "openai")  # in-process transformers, or an OpenAI-compatible server
+DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default; Ollama: http://localhost:11434/v1
 
 
 class SettingsError(ValueError):
@@ -71,6 +74,12 @@ class Settings:
     vad_threshold: float = 0.5  # speech probability that starts an utterance
     vad_min_silence: float = 0.5  # seconds of silence that end an utterance
     max_utterance: float = 30.0  # seconds; longer speech is split, not lost
+    backend: str = "local"  # "local" (transformers in this process) or "openai" (a server)
+    base_url: str = DEFAULT_BASE_URL  # the server's OpenAI-compatible API root, with /v1
+    remote_model: str = ""  # the model name the server serves; "" = its only model
+    request_timeout: float = 60.0  # seconds: connecting, and the longest wait between two chunks
+    remote_image_max_side: int = 1024  # images are shrunk to this before they are sent
+    # The API key is never a setting: see assistant.secrets.
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -115,6 +124,20 @@ class Settings:
             raise SettingsError("vad_min_silence must be between 0.1 and 5 seconds")
         if not isinstance(self.max_utterance, (int, float)) or not 2 <= self.max_utterance <= 120:
             raise SettingsError("max_utterance must be between 2 and 120 seconds")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if not isinstance(self.base_url, str) or not re.match(r"^https?://[^/\s]+", self.base_url.strip()):
+            raise SettingsError(f"base_url must be an http:// or https:// address, not {self.base_url!r}")
+        if not isinstance(self.remote_model, str):
+            raise SettingsError("remote_model must be text")
+        if (
+            isinstance(self.request_timeout, bool)
+            or not isinstance(self.request_timeout, (int, float))
+            or not 1 <= self.request_timeout <= 3600
+        ):
+            raise SettingsError("request_timeout must be between 1 and 3600 seconds")
+        if not isinstance(self.remote_image_max_side, int) or not 64 <= self.remote_image_max_side <= 8192:
+            raise SettingsError("remote_image_max_side must be between 64 and 8192 pixels")
 
     def vad_config(self):
         """The voice activity detector's settings."""
@@ -125,8 +148,25 @@ class Settings:
                          min_silence=float(self.vad_min_silence), max_utterance=float(self.max_utterance))
 
     def model_key(self) -> tuple:
-        """What the loaded model depends on (``MODEL_FIELDS``): a change means a reload."""
+        """What a local model depends on (``MODEL_FIELDS``)."""
         return tuple(getattr(self, name) for name in MODEL_FIELDS)
+
+    def generator_key(self) -> tuple:
+        """What the loaded generator depends on: when this changes, the model is reloaded."""
+        if self.backend == "openai":
+            return (self.backend, self.base_url.strip(), self.remote_model.strip(), self.request_timeout,
+                    self.remote_image_max_side)
+        return (self.backend, *self.model_key())
+
+    @property
+    def generator_name(self) -> str:
+        """The model as the status line names it before it is loaded."""
+        return (self.remote_model.strip() or "server model") if self.backend == "openai" else self.model
+
+    @property
+    def generator_place(self) -> str:
+        """Where the model runs: the device, or the server's URL."""
+        return self.base_url.strip() if self.backend == "openai" else self.device
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored."""

@@ -48,6 +48,17 @@ else
   "$py" -m pip install --quiet "${TORCH_SPEC:-torch}"
 fi
 
-# 4. The app and its Python packages.
+# 4. Test mode: the llama.cpp server the remote-backend tests run.  Built from source
+#    for a portable x86-64 CPU (AVX2/FMA/F16C): the default native build picks up
+#    instructions (AMX) that crash on some CPUs.  Skipped when already importable.
+if [ -n "$extras" ] && ! "$py" -c "import llama_cpp.server.app" >/dev/null 2>&1; then
+  say "Building llama-cpp-python[server] (a few minutes)"
+  if [ "$(uname -m)" = x86_64 ]; then
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
+  fi
+  "$py" -m pip install --quiet "llama-cpp-python[server]"
+fi
+
+# 5. The app and its Python packages.
 say "Installing the app's Python packages"
 "$py" -m pip install --quiet -e ".$extras"

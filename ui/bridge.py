@@ -69,9 +69,19 @@ class _Worker(QObject):
     def load(self, epoch: int) -> None:
         self.engine.load(epoch)
 
-    @Slot(object, int)
-    def apply_settings(self, settings: Settings, epoch: int) -> None:
-        self.engine.apply_settings(settings, epoch)
+    @Slot(object, int, bool)
+    def apply_settings(self, settings: Settings, epoch: int, reload: bool) -> None:
+        self.engine.apply_settings(settings, epoch, reload)
+
+    @Slot(str, str)
+    def save_api_key(self, base_url: str, key: str) -> None:
+        """Store a key in the system keyring here: keyring calls may block (a locked keychain)."""
+        from assistant.messages import ErrorKind
+        from assistant.secrets import keys
+
+        warning = keys.save(base_url, key)
+        if warning:
+            self.event.emit(ErrorEvent(warning, ErrorKind.SETTINGS))
 
     @Slot()
     def unload(self) -> None:
@@ -148,8 +158,9 @@ class EngineBridge(QObject):
     utterance_ready = Signal(object)  # Utterance: the window adds camera frames and submits it
 
     _load = Signal(int)
-    _apply = Signal(object, int)
+    _apply = Signal(object, int, bool)
     _unload = Signal()
+    _save_key = Signal(str, str)
     _turn = Signal(object, int)
     _utterance = Signal(object, object, int, int)
     _load_recognizer = Signal(int)
@@ -170,7 +181,7 @@ class EngineBridge(QObject):
     ) -> None:
         super().__init__(parent)
         self.flush_ms = flush_ms
-        self.status = StatusEvent(State.UNLOADED, model=settings.model, device=settings.device)
+        self.status = StatusEvent(State.UNLOADED, model=settings.generator_name, device=settings.generator_place)
         self._buffer: list[TokenChunk] = []
         self._lock = threading.Lock()
         self._last_flush = 0.0
@@ -192,6 +203,7 @@ class EngineBridge(QObject):
         self._load.connect(self._worker.load)
         self._apply.connect(self._worker.apply_settings)
         self._unload.connect(self._worker.unload)
+        self._save_key.connect(self._worker.save_api_key)
         self._turn.connect(self._worker.run_turn)
         self._utterance.connect(self._worker.run_utterance)
         self._load_recognizer.connect(self._worker.load_recognizer)
@@ -251,8 +263,9 @@ class EngineBridge(QObject):
     def load(self) -> None:
         self._load.emit(self.engine.epoch)
 
-    def apply_settings(self, settings: Settings) -> None:
-        """Switch settings; a different model/device/dtype is reloaded in the background."""
+    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
+        """Switch settings; a different model/device/dtype/server is reloaded in the background
+        (``reload``: reload even so, e.g. with a new API key)."""
         old, self._settings = self._settings, settings
         if self.voice is not None:
             self.voice.set_enabled(settings.speak_replies)
@@ -267,11 +280,20 @@ class EngineBridge(QObject):
                 self.start_listening()  # the new microphone or detector settings
             elif settings.hands_free != old.hands_free:
                 self.set_hands_free(settings.hands_free)
-        if settings.model_key() == old.model_key():
-            self._apply.emit(settings, self.engine.epoch)  # no reload: the reply in progress goes on
+        if settings.generator_key() == old.generator_key() and not reload:
+            self._apply.emit(settings, self.engine.epoch, False)  # no reload: the reply in progress goes on
             return
         self._silence()
-        self._apply.emit(settings, self.engine.cancel())
+        self._apply.emit(settings, self.engine.cancel(), reload)
+
+    def save_api_key(self, base_url: str, key: str) -> None:
+        """Use ``key`` for the server from now on; it is written to the keyring in the
+        pipeline thread (before any reload queued after this), never to the settings file.
+        When there is no keyring, an error event says it is kept for this session only."""
+        from assistant.secrets import keys
+
+        keys.remember(base_url, key)  # in memory at once: a reload queued next uses it
+        self._save_key.emit(base_url, key)
 
     def unload(self) -> None:
         """Stop any reply and drop the model from memory; the next question loads it again."""

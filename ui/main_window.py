@@ -465,7 +465,7 @@ class MainWindow(QMainWindow):
                 if error.kind is ErrorKind.MODEL_LOAD
                 else ""
             )
-            self.chat.add_notice(error.message + hint, "error")
+            self.chat.add_notice(error.message + hint, "warning" if error.kind is ErrorKind.SETTINGS else "error")
             return
         if error.partial_text and message.text != error.partial_text:
             message.set_text(error.partial_text)
@@ -546,7 +546,10 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self, voices=voices)
         if dialog.exec() != SettingsDialog.DialogCode.Accepted:
             return
-        self.apply_settings(dialog.result_settings())
+        settings, key = dialog.result_settings(), dialog.api_key_entered()
+        if key is not None:  # to the keyring (never the settings file), before the reload
+            self.bridge.save_api_key(settings.base_url, key)
+        self.apply_settings(settings, reload=key is not None and settings.backend == "openai")
 
     @Slot()
     def open_models(self) -> None:
@@ -564,7 +567,7 @@ class MainWindow(QMainWindow):
         self.models_page.raise_()
         self.models_page.activateWindow()
 
-    def apply_settings(self, settings: Settings) -> None:
+    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
         """Use ``settings`` now, and save what the user changed.
 
         Only the changed fields are written over the saved file, so a command-line
@@ -575,8 +578,8 @@ class MainWindow(QMainWindow):
             for f in dataclasses.fields(Settings)
             if f.name != "extra" and getattr(settings, f.name) != getattr(self.settings, f.name)
         }
-        model_choices_changed = (settings.model_key(), settings.offline) != (
-            self.settings.model_key(),
+        model_choices_changed = (settings.generator_key(), settings.offline) != (
+            self.settings.generator_key(),
             self.settings.offline,
         )
         self.settings = settings
@@ -586,7 +589,7 @@ class MainWindow(QMainWindow):
                 save_settings(self.paths, load_settings(self.paths).settings.replace(**changed))
             except OSError as exc:
                 self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
-        self.bridge.apply_settings(settings)
+        self.bridge.apply_settings(settings, reload)
         if self.models_page is not None and model_choices_changed:
             self.models_page.set_settings(settings)
 

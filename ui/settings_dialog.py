@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSlider,
@@ -25,6 +27,46 @@ from PySide6.QtWidgets import (
 from assistant.settings import DEFAULT_MODEL, DEVICES, DTYPES, Settings, SettingsError
 from assistant.voice.tts import Voice
 
+BACKEND_CHOICES = (("Local (this computer)", "local"), ("OpenAI-compatible server", "openai"))
+
+
+class _ModelLister(QObject):
+    """Asks a server for its models (``GET /v1/models``) in a thread of its own."""
+
+    done = Signal(object, str)  # model names (or None), error message
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, base_url: str, key: str | None, timeout: float) -> None:
+        self.join()
+        self.thread = threading.Thread(target=self._run, args=(base_url, key, timeout), name="list-models")
+        self.thread.start()
+
+    def _run(self, base_url: str, key: str | None, timeout: float) -> None:
+        from assistant.backends.openai_backend import list_models
+        from assistant.errors import ModelLoadError
+        from assistant.secrets import keys
+
+        try:
+            names, error = list_models(base_url, key or keys.key_for(base_url), timeout), ""
+        except ModelLoadError as exc:
+            names, error = None, str(exc)
+        try:
+            self.done.emit(names, error)  # queued to the GUI thread
+        except RuntimeError:
+            pass  # the dialog is gone
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout=15)
+            self.thread = None
+
 
 class SettingsDialog(QDialog):
     def __init__(self, settings: Settings, parent: QWidget | None = None, voices: Sequence[Voice] = ()) -> None:
@@ -33,6 +75,14 @@ class SettingsDialog(QDialog):
         self.setMinimumWidth(520)
         self._settings = settings
         form = QFormLayout(self)
+        self._form = form
+
+        self.backend = QComboBox()
+        for label, value in BACKEND_CHOICES:
+            self.backend.addItem(label, value)
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings.backend)))
+        self.backend.setToolTip("Run the model in this app, or use a server (vLLM, Ollama, llama.cpp server)")
+        form.addRow("Backend", self.backend)
 
         self.model = QComboBox()
         self.model.setEditable(True)
@@ -42,7 +92,7 @@ class SettingsDialog(QDialog):
         self.model.setToolTip("A Hugging Face hub id (downloaded on first use) or a local model folder")
         browse = QPushButton("Folder…")
         browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
+        row = self._model_row = QHBoxLayout()
         row.addWidget(self.model, 1)
         row.addWidget(browse)
         form.addRow("Model", row)
@@ -55,6 +105,7 @@ class SettingsDialog(QDialog):
         self.dtype.addItems(DTYPES)
         self.dtype.setCurrentText(settings.dtype)
         form.addRow("Precision", self.dtype)
+        self._build_server_rows(form, settings)
 
         self.max_new_tokens = QSpinBox()
         self.max_new_tokens.setRange(1, 32768)
@@ -100,6 +151,96 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    # -- the OpenAI-compatible server ----------------------------------------------------
+
+    def _build_server_rows(self, form: QFormLayout, settings: Settings) -> None:
+        from assistant.secrets import keys
+
+        self.base_url = QLineEdit(settings.base_url)
+        self.base_url.setPlaceholderText("http://localhost:8000/v1")
+        self.base_url.setToolTip("The server's OpenAI-compatible API address, ending in /v1")
+        form.addRow("Server URL", self.base_url)
+        self.remote_model = QComboBox()
+        self.remote_model.setEditable(True)
+        if settings.remote_model:
+            self.remote_model.addItem(settings.remote_model)
+        self.remote_model.setCurrentText(settings.remote_model)
+        self.remote_model.lineEdit().setPlaceholderText("the server's only model")
+        self.fetch_models = QPushButton("Fetch list")
+        self.fetch_models.setToolTip("Ask the server which models it serves")
+        self.fetch_models.clicked.connect(self._fetch_models)
+        self._server_model_row = QWidget()
+        row = QHBoxLayout(self._server_model_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.remote_model, 1)
+        row.addWidget(self.fetch_models)
+        form.addRow("Server model", self._server_model_row)
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.api_key.setPlaceholderText("leave empty to keep the saved key (or none)")
+        form.addRow("API key", self.api_key)
+        status = keys.status()
+        self.keyring_note = QLabel(status.detail if status.usable else
+                                   f"{status.detail} A key typed here is kept for this session only.")
+        self.keyring_note.setObjectName("dialogNote" if status.usable else "dialogWarning")
+        self.keyring_note.setWordWrap(True)
+        form.addRow("", self.keyring_note)
+        self.request_timeout = QDoubleSpinBox()
+        self.request_timeout.setRange(1, 3600)
+        self.request_timeout.setDecimals(0)
+        self.request_timeout.setSuffix(" s")
+        self.request_timeout.setValue(settings.request_timeout)
+        self.request_timeout.setToolTip("Longest wait for the server to connect or send the next part of a reply")
+        form.addRow("Timeout", self.request_timeout)
+        self.models_note = QLabel()
+        self.models_note.setWordWrap(True)
+        self.models_note.hide()
+        form.addRow("", self.models_note)
+        self._lister = _ModelLister(self)
+        self._lister.done.connect(self._models_fetched)
+        self.backend.currentIndexChanged.connect(self._show_backend_rows)
+        self._show_backend_rows()
+
+    def _show_backend_rows(self) -> None:
+        remote = self.backend.currentData() == "openai"
+        for row in (self._model_row, self.device, self.dtype):
+            self._form.setRowVisible(row, not remote)
+        for widget in (self.base_url, self._server_model_row, self.api_key, self.keyring_note, self.request_timeout):
+            self._form.setRowVisible(widget, remote)
+        self._form.setRowVisible(self.models_note, remote and bool(self.models_note.text()))
+
+    def _fetch_models(self) -> None:
+        if self._lister.busy:
+            return
+        url = self.base_url.text().strip()
+        self.fetch_models.setEnabled(False)
+        self.models_note.setText(f"Asking {url} for its models…")
+        self.models_note.setObjectName("dialogNote")
+        self._show_backend_rows()
+        self._lister.start(url, self.api_key.text().strip() or None, min(self.request_timeout.value(), 10.0))
+
+    def _models_fetched(self, names: list[str] | None, error: str) -> None:
+        self.fetch_models.setEnabled(True)
+        if names is None:
+            self.models_note.setText(error)
+        else:
+            typed = self.remote_model.currentText()
+            self.remote_model.clear()
+            self.remote_model.addItems(names)
+            self.remote_model.setCurrentText(typed if typed in names or not names else names[0])
+            self.models_note.setText(
+                f"The server serves {len(names)} model{'s' if len(names) != 1 else ''}." if names
+                else "The server serves no models.")
+        self._show_backend_rows()
+
+    def api_key_entered(self) -> str | None:
+        """The key typed in the dialog, or None when the field was left empty (keep the saved one)."""
+        return self.api_key.text().strip() or None
+
+    def done(self, result: int) -> None:  # noqa: D401 - Qt API: every way the dialog closes
+        self._lister.join()  # bounded by the fetch's own timeout
+        super().done(result)
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
         if folder:
@@ -117,6 +258,10 @@ class SettingsDialog(QDialog):
             voice=self.voice.currentData() or "",
             speech_rate=self.speech_rate.value(),
             speech_volume=self.volume.value() / 100,
+            backend=self.backend.currentData(),
+            base_url=self.base_url.text().strip(),
+            remote_model=self.remote_model.currentText().strip(),
+            request_timeout=float(self.request_timeout.value()),
         )
 
     def accept(self) -> None:
