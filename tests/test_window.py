@@ -418,7 +418,14 @@ def test_settings_dialog_edits_every_setting(qtbot):
     dialog.voice.setCurrentIndex(dialog.voice.findData("fr-fr"))
     dialog.speech_rate.setValue(220)
     dialog.volume.setValue(40)
+    dialog.asr_model.setCurrentText(" Systran/faster-whisper-small.en ")
+    dialog.asr_language.setText("EN")
+    dialog.vad_threshold.setValue(0.65)
+    dialog.vad_min_silence.setValue(0.8)
+    dialog.half_duplex.setChecked(False)
     result = dialog.result_settings()
+    assert (result.asr_model, result.asr_language, result.vad_threshold, result.vad_min_silence, result.half_duplex) == (
+        "Systran/faster-whisper-small.en", "en", 0.65, 0.8, False)
     assert (result.model, result.device, result.dtype, result.max_new_tokens, result.temperature) == (
         "some/other-model", "cpu", "bfloat16", 64, 0.7)
     assert (result.system_prompt, result.speak_replies, result.voice, result.speech_rate, result.speech_volume) == (

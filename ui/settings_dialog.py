@@ -141,6 +141,7 @@ class SettingsDialog(QDialog):
         self.volume.setRange(0, 100)
         self.volume.setValue(round(settings.speech_volume * 100))
         form.addRow("Volume", self.volume)
+        self._build_voice_in_rows(form, settings)
 
         self.problem = QLabel()
         self.problem.setObjectName("dialogError")
@@ -150,6 +151,45 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    # -- voice input -----------------------------------------------------------------------
+
+    def _build_voice_in_rows(self, form: QFormLayout, settings: Settings) -> None:
+        from assistant.voice.asr import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU
+
+        self.asr_model = QComboBox()
+        self.asr_model.setEditable(True)
+        self.asr_model.setToolTip(
+            "A Whisper model: hub id or folder, transformers or CTranslate2 (faster-whisper) format. "
+            f"Empty: {DEFAULT_ASR_CPU} on the CPU, {DEFAULT_ASR_GPU} on a GPU."
+        )
+        for name in ("", DEFAULT_ASR_CPU, "Systran/faster-whisper-small.en", DEFAULT_ASR_GPU,
+                     "openai/whisper-small", "openai/whisper-large-v3-turbo"):
+            self.asr_model.addItem(name)
+        self.asr_model.setCurrentText(settings.asr_model)
+        self.asr_model.lineEdit().setPlaceholderText("Automatic for the device")
+        form.addRow("Speech model", self.asr_model)
+        self.asr_language = QLineEdit(settings.asr_language)
+        self.asr_language.setPlaceholderText("detect (multilingual models only)")
+        form.addRow("Speech language", self.asr_language)
+        self.vad_threshold = QDoubleSpinBox()
+        self.vad_threshold.setRange(0.2, 0.95)
+        self.vad_threshold.setSingleStep(0.05)
+        self.vad_threshold.setValue(settings.vad_threshold)
+        self.vad_threshold.setToolTip("How sure the voice detector must be that you speak (higher: ignores more noise)")
+        form.addRow("Speech threshold", self.vad_threshold)
+        self.vad_min_silence = QDoubleSpinBox()
+        self.vad_min_silence.setRange(0.1, 5.0)
+        self.vad_min_silence.setSingleStep(0.1)
+        self.vad_min_silence.setSuffix(" s")
+        self.vad_min_silence.setValue(settings.vad_min_silence)
+        self.vad_min_silence.setToolTip("Hands-free: how long a pause ends what you say and sends it")
+        form.addRow("Pause that sends", self.vad_min_silence)
+        self.half_duplex = QCheckBox("Don't listen while replies are spoken")
+        self.half_duplex.setToolTip("Keeps the assistant from hearing its own voice. Turn off with headphones "
+                                    "to interrupt it by speaking.")
+        self.half_duplex.setChecked(settings.half_duplex)
+        form.addRow("Microphone", self.half_duplex)
 
     # -- the OpenAI-compatible server ----------------------------------------------------
 
@@ -262,6 +302,11 @@ class SettingsDialog(QDialog):
             base_url=self.base_url.text().strip(),
             remote_model=self.remote_model.currentText().strip(),
             request_timeout=float(self.request_timeout.value()),
+            asr_model=self.asr_model.currentText().strip(),
+            asr_language=self.asr_language.text().strip().lower(),
+            vad_threshold=round(self.vad_threshold.value(), 2),
+            vad_min_silence=round(self.vad_min_silence.value(), 2),
+            half_duplex=self.half_duplex.isChecked(),
         )
 
     def accept(self) -> None:
