@@ -174,6 +174,28 @@ def test_choices_are_applied_and_only_they_are_saved(qtbot, window, paths, tiny_
     assert "No model is loaded" in page.loaded_label.text()
 
 
+def test_the_backend_is_chosen_here_too(qtbot, window, paths, monkeypatch):
+    win = window()
+    page = open_page(qtbot, win)
+    assert page.backend.currentData() == "local" and page.server_button.isHidden()
+    page.backend.setCurrentIndex(page.backend.findData("openai"))
+    assert not page.server_button.isHidden() and win.settings.base_url in page.server_note.text()
+    opened = []
+    monkeypatch.setattr(win, "open_settings", lambda: opened.append(True))
+    page.server_settings_requested.disconnect()
+    page.server_settings_requested.connect(win.open_settings)
+    page.server_button.click()
+    assert opened == [True]  # the server's address, model and key are edited in Model…
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
+                          check_params_cb=lambda e: e.state in (State.ERROR, State.READY)):
+        page.apply_button.click()  # no server runs at that address: a clear error, and the choice is kept
+    assert win.settings.backend == "openai" and load_settings(paths).settings.backend == "openai"
+    page.backend.setCurrentIndex(page.backend.findData("local"))
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000, check_params_cb=lambda e: e.state is State.READY):
+        page.apply_button.click()
+    assert win.settings.backend == "local"
+
+
 def test_unload_frees_the_model_and_the_memory_is_shown(qtbot, window):
     win = window()
     page = open_page(qtbot, win)

@@ -560,6 +560,7 @@ class MainWindow(QMainWindow):
             self.models_bridge = ModelsBridge(self.paths, parent=self)
             self.models_page = ModelsPage(self.settings, self.bridge, self.models_bridge, self)
             self.models_page.settings_chosen.connect(self.apply_settings)
+            self.models_page.server_settings_requested.connect(self.open_settings)
         else:
             self.models_page.set_settings(self.settings)
             self.models_bridge.refresh()

@@ -70,6 +70,7 @@ def progress_text(p: Progress) -> str:
 
 class ModelsPage(QDialog):
     settings_chosen = Signal(object)  # Settings: the window applies and saves them
+    server_settings_requested = Signal()  # the window opens Model… (server address, model, key)
 
     def __init__(
         self,
@@ -123,6 +124,22 @@ class ModelsPage(QDialog):
     def _build_choice(self) -> QGroupBox:
         box = QGroupBox("Model and how it runs")
         form = QFormLayout(box)
+        self.backend = QComboBox()
+        self.backend.addItem("This computer (transformers)", "local")
+        self.backend.addItem("OpenAI-compatible server (vLLM, Ollama, llama.cpp…)", "openai")
+        self.backend.setToolTip("Where the model runs")
+        self.backend.currentIndexChanged.connect(self._changed)
+        self.server_note = QLabel()
+        self.server_note.setObjectName("hint")
+        self.server_note.setWordWrap(True)
+        self.server_button = QPushButton("Server settings…")
+        self.server_button.setToolTip("The server's address, model name and API key (Model…, Ctrl+,)")
+        self.server_button.clicked.connect(self.server_settings_requested)
+        server_row = QHBoxLayout()
+        server_row.addWidget(self.server_note, 1)
+        server_row.addWidget(self.server_button)
+        form.addRow("Runs on", self.backend)
+        form.addRow("", server_row)
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setToolTip("A Hugging Face hub id (downloaded on first use) or a local model folder")
@@ -237,9 +254,10 @@ class ModelsPage(QDialog):
     def set_settings(self, settings: Settings) -> None:
         """Show ``settings`` (the window's current ones)."""
         self._settings = settings
-        widgets = (self.model, self.device, self.dtype, self.quantization, self.offline)
+        widgets = (self.backend, self.model, self.device, self.dtype, self.quantization, self.offline)
         for widget in widgets:
             widget.blockSignals(True)
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings.backend)))
         self._fill_model_choices()
         self.model.setCurrentText(settings.model)
         self.device.setCurrentText(settings.device)
@@ -270,6 +288,7 @@ class ModelsPage(QDialog):
     def chosen_settings(self) -> Settings:
         """The settings with this page's choices (raises ``SettingsError`` for unusable ones)."""
         return self._settings.replace(
+            backend=self.backend.currentData(),
             model=self.model.currentText().strip(),
             device=self.device.currentText(),
             dtype=self.dtype.currentText(),
@@ -279,6 +298,13 @@ class ModelsPage(QDialog):
 
     @Slot()
     def _changed(self) -> None:
+        remote = self.backend.currentData() == "openai"
+        if remote:
+            model = self._settings.remote_model or "the server's only model"
+            self.server_note.setText(f"{self._settings.base_url} · {model}. The local model below is used "
+                                     "when you switch back to this computer.")
+        self.server_note.setVisible(remote)
+        self.server_button.setVisible(remote)
         try:
             changed = self.chosen_settings() != self._settings
         except SettingsError:
