@@ -97,6 +97,7 @@ class Segmenter:
         self.vad = vad
         self.config = config
         self._pre: deque[np.ndarray] = deque(maxlen=max(0, round(config.pre_roll / CHUNK_SECONDS)))
+        self._chunks_fed = 0  # stream time, in chunks: never reset
         self.reset()
 
     def reset(self) -> None:
@@ -108,7 +109,6 @@ class Segmenter:
         self._speaking = False
         self._start = 0.0
         self._silent_run = 0  # consecutive chunks below stop_threshold
-        self._chunks_fed = getattr(self, "_chunks_fed", 0)
         self.probability = 0.0
 
     @property
