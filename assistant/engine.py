@@ -12,7 +12,6 @@ stops between tokens, and turns queued before a Stop are dropped unstarted.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sqlite3
@@ -35,6 +34,7 @@ from .backends.base import (
 )
 from .errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
 from .images import decode_image, encode_jpeg, read_image_bytes
+from .memory import collect
 from .messages import (
     ConversationOpened,
     ConversationsListed,
@@ -217,7 +217,7 @@ class Engine:
         if relevance is not None and hasattr(relevance, "close"):
             relevance.close()
         del selector, relevance
-        gc.collect()
+        collect()
         if announce:
             detail = "Model unloaded; the next question loads it again." if had_model else "No model was loaded."
             self._status(State.UNLOADED, detail)

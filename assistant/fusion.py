@@ -306,12 +306,9 @@ class ClipRelevance:
             self._features.clear()
             self._texts.clear()
         if on_gpu:
-            import gc
+            from .memory import collect
 
-            import torch
-
-            gc.collect()
-            torch.cuda.empty_cache()
+            collect()
 
     # -- encoding --------------------------------------------------------------------------
 

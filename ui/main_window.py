@@ -88,6 +88,9 @@ class MainWindow(QMainWindow):
         history: HistoryStore | None = None,
     ) -> None:
         super().__init__()
+        from .collector import install as install_collector
+
+        install_collector()  # Python's garbage collection on this (the GUI) thread only
         self.settings = settings
         self.paths = paths
         self.persist_settings = persist_settings

@@ -9,7 +9,6 @@ stopping criterion that polls a flag between tokens.
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import time
@@ -21,7 +20,6 @@ import torch
 
 from ..devices import (
     describe_device,
-    free_accelerator_memory,
     is_out_of_memory,
     out_of_memory_message,
     pick_device,
@@ -30,6 +28,7 @@ from ..devices import (
 )
 from ..errors import BadInputError, GenerationError, ModelLoadError
 from ..hub import resolve_model
+from .. import memory
 from .base import (
     BackendInfo,
     CancelToken,
@@ -263,9 +262,7 @@ class TransformersBackend(GeneratorBackend):
         self.last_inputs = None
         self.info = None
         self.device = None
-        gc.collect()
-        if device is not None and device.type != "cpu":
-            free_accelerator_memory()
+        memory.collect()  # cycles too; GPU memory back to the driver
 
     # -- prompting -------------------------------------------------------------------
 
@@ -443,8 +440,7 @@ class TransformersBackend(GeneratorBackend):
             out_of_memory = True  # raised below, once this exception (and the tensors its frames hold) is gone
         if out_of_memory:
             del model_inputs
-            gc.collect()
-            free_accelerator_memory()
+            memory.collect()
             raise GenerationError(
                 out_of_memory_message(self.model_name, "answering with") + " A new chat (shorter history) may also fit."
             )
