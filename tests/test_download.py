@@ -43,8 +43,8 @@ class _QuickTime:
         time.sleep(min(seconds, 0.01))
 
 
-@pytest.fixture
-def hub(tiny_models, monkeypatch):
+def serve_tiny_vlm(tiny_models, monkeypatch):
+    """The tiny VLM on a local fake hub, with huggingface_hub pointed at it (retry waits cut short)."""
     import huggingface_hub.file_download
     import huggingface_hub.utils._http
 
@@ -55,6 +55,11 @@ def hub(tiny_models, monkeypatch):
         use_fake_hub(monkeypatch, server)
         yield server
         assert server.errors == []
+
+
+@pytest.fixture
+def hub(tiny_models, monkeypatch):
+    yield from serve_tiny_vlm(tiny_models, monkeypatch)
 
 
 def make_engine(paths, model: str = REPO):

@@ -36,24 +36,11 @@ from assistant.settings import (
     load_settings,
     save_settings,
 )
-from tests.fake_hub import FakeHub, go_offline, use_fake_hub
-from tests.test_download import EXTRA_FILES, REPO, _QuickTime, wanted_files
+from tests.fake_hub import go_offline
+from tests.test_download import REPO, serve_tiny_vlm, wanted_files
 
 REPO_DIR = "models--TestOrg--tiny-vlm"
 
-
-def serve_tiny_vlm(tiny_models, monkeypatch):
-    """The tiny VLM on a local fake hub (as in test_download), with huggingface_hub pointed at it."""
-    import huggingface_hub.file_download
-    import huggingface_hub.utils._http
-
-    monkeypatch.setattr(huggingface_hub.file_download, "time", _QuickTime())
-    monkeypatch.setattr(huggingface_hub.utils._http, "time", _QuickTime())
-    with FakeHub() as server:
-        server.add_repo(REPO, tiny_models["idefics3"], extra_files=EXTRA_FILES)
-        use_fake_hub(monkeypatch, server)
-        yield server
-        assert server.errors == []
 
 
 @pytest.fixture
