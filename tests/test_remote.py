@@ -592,8 +592,10 @@ def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama,
     secret = "sk-never-on-disk-6789"
     dialog.api_key.setText(secret)
     dialog.request_timeout.setValue(45)
+    dialog.image_max_side.setValue(768)
     result = dialog.result_settings()
     assert (result.backend, result.remote_model, result.request_timeout) == ("openai", MODEL_ALIAS, 45.0)
+    assert result.remote_image_max_side == 768
 
     # As the window does it on OK: key to the keyring (pipeline thread), settings to disk.
     reloaded = []

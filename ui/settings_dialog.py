@@ -232,6 +232,13 @@ class SettingsDialog(QDialog):
         self.request_timeout.setValue(settings.request_timeout)
         self.request_timeout.setToolTip("Longest wait for the server to connect or send the next part of a reply")
         form.addRow("Timeout", self.request_timeout)
+        self.image_max_side = QSpinBox()
+        self.image_max_side.setRange(64, 8192)
+        self.image_max_side.setSingleStep(64)
+        self.image_max_side.setSuffix(" px")
+        self.image_max_side.setValue(settings.remote_image_max_side)
+        self.image_max_side.setToolTip("Images and camera frames are shrunk to this longest side before they are sent")
+        form.addRow("Image size sent", self.image_max_side)
         self.models_note = QLabel()
         self.models_note.setWordWrap(True)
         self.models_note.hide()
@@ -245,7 +252,8 @@ class SettingsDialog(QDialog):
         remote = self.backend.currentData() == "openai"
         for row in (self._model_row, self.device, self.dtype):
             self._form.setRowVisible(row, not remote)
-        for widget in (self.base_url, self._server_model_row, self.api_key, self.keyring_note, self.request_timeout):
+        for widget in (self.base_url, self._server_model_row, self.api_key, self.keyring_note, self.request_timeout,
+                       self.image_max_side):
             self._form.setRowVisible(widget, remote)
         self._form.setRowVisible(self.models_note, remote and bool(self.models_note.text()))
 
@@ -302,6 +310,7 @@ class SettingsDialog(QDialog):
             base_url=self.base_url.text().strip(),
             remote_model=self.remote_model.currentText().strip(),
             request_timeout=float(self.request_timeout.value()),
+            remote_image_max_side=self.image_max_side.value(),
             asr_model=self.asr_model.currentText().strip(),
             asr_language=self.asr_language.text().strip().lower(),
             vad_threshold=round(self.vad_threshold.value(), 2),
