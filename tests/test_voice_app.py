@@ -179,6 +179,17 @@ def test_no_microphone_gives_a_clear_message_and_the_window_goes_on(qtbot, voice
     assert window.mic_panel.meter.value() == window.mic_panel.meter.minimum()
 
 
+def test_a_lost_microphone_is_reported_and_comes_back(qtbot, voice_window, tiny_models):
+    from tests.test_voice_in import Unplugged
+
+    window = voice_window(tiny_models["idefics3"])
+    window.mic_panel.set_on(True)
+    listener = window.bridge.start_listening(mic=Unplugged(np.zeros(0, np.int16)), hands_free=True)
+    qtbot.waitUntil(lambda: any("Trying to reconnect" in n.text() for n in window.chat.notices), timeout=10_000)
+    qtbot.waitUntil(lambda: window.mic_panel.state_label.text() == "USB mic is back.", timeout=10_000)
+    assert window.mic_panel.toggle.isChecked() and listener.running  # still listening, no new click needed
+
+
 def test_a_broken_recording_as_microphone_is_reported(qtbot, tmp_path, voice_window, tiny_models):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....WAVEfmt nonsense")

@@ -251,34 +251,71 @@ def test_push_to_talk_without_speech_sends_nothing(tmp_path):
     assert [e.text for e in events if e.kind == "dropped"] == ["No speech was heard."]
 
 
-def test_a_device_lost_mid_stream_stops_listening_with_a_message(tmp_path):
-    class Unplugged(Microphone):
-        name = "USB mic"
+class Unplugged(Microphone):
+    """A live microphone that is unplugged after a while, stays away for two tries, then comes back."""
 
-        def __init__(self):
-            self.reads = 0
+    name = "USB mic"
 
-        def start(self):
-            pass
+    def __init__(self, speech: np.ndarray, fail_after: int = 20, away_for: int = 2) -> None:
+        self.speech = speech
+        self.fail_after, self.away_for = fail_after, away_for
+        self.reads = self.starts = self.failed_starts = 0
+        self.unplugged = False
 
-        def read(self, timeout=0.5):
-            self.reads += 1
-            if self.reads > 20:
-                raise AudioDeviceError("The microphone 'USB mic' stopped sending sound (unplugged or in use).")
-            return np.zeros(CHUNK, np.int16)
+    def start(self):
+        self.starts += 1
+        if self.unplugged:
+            if self.failed_starts < self.away_for:
+                self.failed_starts += 1
+                raise AudioDeviceError("Microphone 'USB mic' was not found.")
+            self.unplugged = False
 
-        def stop(self):
-            pass
+    def read(self, timeout=0.5):
+        self.reads += 1
+        if self.reads == self.fail_after:
+            self.unplugged = True
+        if self.unplugged:
+            raise AudioDeviceError("The microphone 'USB mic' stopped sending sound (unplugged or in use).")
+        i = (self.reads - self.fail_after - 1) * CHUNK  # after the reconnect: the recording, then silence
+        chunk = self.speech[i:i + CHUNK] if i >= 0 else np.zeros(0, np.int16)
+        time.sleep(0.002)
+        return chunk if len(chunk) == CHUNK else np.zeros(CHUNK, np.int16)
 
+    def stop(self):
+        pass
+
+
+def test_a_device_lost_mid_stream_is_reopened_and_listening_goes_on(tmp_path):
+    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:1], lead=0.3, gap=1.0)
+    mic = Unplugged(WavMicrophone.load(conversation.path))
     utterances, events = [], []
-    listener = VoiceIn(Unplugged(), utterances.append, events.append, hands_free=True)
+    listener = VoiceIn(mic, utterances.append, events.append, hands_free=True, retry_delays=(0.05, 0.2))
     listener.start()
-    assert listener.wait_ended(10)
-    assert listener.state is ListenState.ERROR
-    assert [e.text for e in events if e.kind == "error"] == [
-        "The microphone 'USB mic' stopped sending sound (unplugged or in use)."
-    ]
+    deadline = time.monotonic() + 20
+    while not utterances and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert listener.close()
+    kinds = [e.kind for e in events if e.kind != "state"]
+    assert kinds[:2] == ["lost", "reconnected"] and "utterance" in kinds
+    assert "stopped sending sound" in [e for e in events if e.kind == "lost"][0].text
+    assert mic.failed_starts == 2 and mic.starts == 4  # opened, two failed tries, then back
+    assert ListenState.RECONNECTING in {e.state for e in events}
+    assert len(utterances) == 1  # what was said after the reconnect is heard
+
+
+def test_closing_while_reconnecting_ends_at_once():
+    mic = Unplugged(np.zeros(0, np.int16), fail_after=3, away_for=10**6)
+    events = []
+    listener = VoiceIn(mic, lambda u: None, events.append, hands_free=True, retry_delays=(0.05, 5.0))
+    listener.start()
+    deadline = time.monotonic() + 10
+    while listener.state is not ListenState.RECONNECTING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # a few failed tries; the wait between them has grown
+    started = time.monotonic()
+    assert listener.close()
+    assert time.monotonic() - started < 0.5
+    assert "error" not in [e.kind for e in events]
 
 
 def test_closing_joins_the_listening_thread(tmp_path):

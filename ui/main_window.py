@@ -345,6 +345,10 @@ class MainWindow(QMainWindow):
             self.bridge.stop_listening()
             self.mic_panel.set_on(False)
             self.chat.add_notice(f"Microphone: {event.text}", "warning")
+        elif event.kind == "lost":
+            self.chat.add_notice(f"Microphone: {event.text} Trying to reconnect…", "warning")
+        elif event.kind == "reconnected":
+            self.mic_panel.show_notice(f"{event.text} is back.")
         elif event.kind == "dropped":
             self.mic_panel.show_notice(event.text)
         elif event.kind == "ended":

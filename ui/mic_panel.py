@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,6 +34,7 @@ _STATE_TEXT = {
     ListenState.HEARING: "Hearing speech…",
     ListenState.RECORDING: "Recording — release to send",
     ListenState.MUTED: "Muted while the assistant speaks",
+    ListenState.RECONNECTING: "Microphone lost — reconnecting…",
     ListenState.ENDED: "The recording has ended",
     ListenState.ERROR: "Microphone error",
 }

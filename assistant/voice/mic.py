@@ -258,6 +258,9 @@ class PyAudioMicrophone(Microphone):
                 pa.terminate()
             raise
         self._pa, self._stream = pa, stream
+        self._ready.clear()
+        while not self._queue.empty():  # nothing from before a reconnect
+            self._queue.get_nowait()
         self._last_data = time.monotonic()
         stream.start_stream()
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AssistantError
-from .mic import CHUNK, SAMPLE_RATE, Microphone, MicrophoneEnded, level_dbfs
+from .audio import AudioDeviceError
+from .mic import SAMPLE_RATE, Microphone, MicrophoneEnded, level_dbfs
 from .vad import CHUNK_SECONDS, Segmenter, SileroVad, Utterance, VadConfig, contains_speech
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ListenState(enum.Enum):
     HEARING = "hearing speech"
     RECORDING = "recording"  # push-to-talk held
     MUTED = "muted while the assistant speaks"
+    RECONNECTING = "reconnecting"  # a live microphone was lost; opening it again with backoff
     ENDED = "ended"  # a file microphone reached its end
     ERROR = "error"
 
@@ -50,7 +52,8 @@ class ListenState(enum.Enum):
 @dataclass(frozen=True)
 class ListenEvent:
     """``kind``: state (``state`` changed), utterance (one was handed off), dropped (push-to-talk
-    without speech, or a queue overflow), error (``text`` says what; listening stopped), ended."""
+    without speech), lost (a live microphone failed: reopening it), reconnected, error (``text``
+    says what; listening stopped), ended (a recording reached its end)."""
 
     kind: str
     state: ListenState = ListenState.OFF
@@ -69,6 +72,7 @@ class VoiceIn:
         muted: Callable[[], bool] = lambda: False,
         vad_factory: Callable[[], SileroVad] = SileroVad,
         max_push_seconds: float = 120.0,
+        retry_delays: tuple[float, float] = (0.5, 8.0),
     ) -> None:
         self.mic = mic
         self._on_utterance = on_utterance
@@ -78,6 +82,7 @@ class VoiceIn:
         self._muted = muted
         self._vad_factory = vad_factory
         self.max_push_seconds = max_push_seconds
+        self.retry_delays = retry_delays  # first and longest wait between tries to reopen a lost microphone
         self.level = -100.0  # dBFS of the newest chunk (the meter reads it)
         self.probability = 0.0  # speech probability of the newest chunk
         self.state = ListenState.OFF
@@ -162,7 +167,7 @@ class VoiceIn:
         was_muted = False
         try:
             while not self._stop.is_set():
-                chunk = self.mic.read(timeout=0.2)
+                chunk = self._read(segmenter)
                 with self._lock:
                     ptt, hands_free = self._ptt, self._hands_free
                 if ptt and recording is None:  # push-to-talk pressed
@@ -222,6 +227,38 @@ class VoiceIn:
         finally:
             self.level = -100.0
             self.mic.stop()
+
+    def _read(self, segmenter: Segmenter) -> np.ndarray | None:
+        """The next chunk; a live microphone that fails is reopened (None meanwhile)."""
+        try:
+            return self.mic.read(timeout=0.2)
+        except AudioDeviceError as exc:
+            if not self.mic.live:
+                raise
+            self._reconnect(str(exc))
+            segmenter.reset()  # what was heard before the gap does not join what comes after
+            return None
+
+    def _reconnect(self, message: str) -> None:
+        """Reopen the microphone with backoff until it works or listening is closed."""
+        self.level = -100.0
+        self.probability = 0.0
+        self._set_state(ListenState.RECONNECTING, message)
+        self._on_event(ListenEvent("lost", ListenState.RECONNECTING, message, time.monotonic()))
+        delay, longest = self.retry_delays
+        while True:
+            self.mic.stop()
+            if self._stop.wait(delay):
+                return
+            try:
+                self.mic.start()
+            except AssistantError as exc:
+                log.info("microphone still unavailable: %s", exc)
+                delay = min(delay * 2, longest)
+                continue
+            self._on_event(ListenEvent("reconnected", ListenState.RECONNECTING, self.mic.name, time.monotonic()))
+            self._set_state(self._idle_state())
+            return
 
     def _fail(self, message: str) -> None:
         self.level = -100.0
