@@ -292,6 +292,6 @@ def test_headless_on_a_real_sound_input_through_alsa(tmp_path, data_dir, tiny_mo
         err = process.stderr.read()
     lines = got
     assert process.returncode == 0, err
-    assert lines[0].startswith("you: ") and lines[1].startswith("assistant: "), (lines, err)
+    assert len(lines) == 2 and lines[0].startswith("you: ") and lines[1].startswith("assistant: "), (lines, err)
     assert word_error_rate(SENTENCES[1], lines[0].removeprefix("you: ")) <= 0.10, lines
     assert "Listening on" in err

@@ -258,9 +258,6 @@ class PyAudioMicrophone(Microphone):
                 pa.terminate()
             raise
         self._pa, self._stream = pa, stream
-        self._ready.clear()
-        while not self._queue.empty():  # nothing from before a reconnect
-            self._queue.get_nowait()
         self._last_data = time.monotonic()
         stream.start_stream()
 
@@ -296,6 +293,9 @@ class PyAudioMicrophone(Microphone):
         if pa is not None:
             with PORTAUDIO_LOCK:
                 pa.terminate()
+        self._ready.clear()  # a reopened device starts afresh (the stream is open from pa.open on)
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
 
 def open_microphone(spec: str | None, realtime: bool = True) -> Microphone:
