@@ -98,7 +98,6 @@ def broken_image(tmp_path) -> Path:
 
 def failing_factory(after_chunks: int) -> Callable:
     """The production backend, with a model that crashes after a few streamed chunks."""
-    from assistant.backends.transformers_backend import TransformersBackend
 
     class CrashingModel:
         def __init__(self, model):
@@ -121,17 +120,58 @@ def failing_factory(after_chunks: int) -> Callable:
             streamer.on_text = counting
             return self._model.generate(**kwargs)
 
+    return wrapping_factory(CrashingModel, min_new_tokens=50)
+
+
+@pytest.fixture
+def main_window(qtbot, paths):
+    """Open the real window: ``main_window(settings, wait_for=State.READY, **MainWindow kwargs)``.
+
+    Waits until the model load reaches ``wait_for``.  After the test every window
+    is closed as a user closes it (which joins its threads) and deleted.
+    """
+    from assistant.messages import State
+    from ui.main_window import MainWindow
+
+    windows = []
+
+    def open_(settings, wait_for=State.READY, **kwargs):
+        window = MainWindow(settings, paths, **kwargs)
+        windows.append(window)
+        window.show()
+        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
+                              check_params_cb=lambda e: e.state is wait_for):
+            window.bridge.load()
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+        assert window.bridge._thread.isFinished() and window.bridge.listener is None
+        if window.models_bridge is not None:
+            assert window.models_bridge._thread.isFinished()
+        window.deleteLater()
+    if windows:
+        from ui.bridge import running_threads
+
+        assert running_threads() == []
+
+
+def wrapping_factory(wrap: Callable, **generate_kwargs) -> Callable:
+    """The production backend, whose loaded model is replaced by ``wrap(model)`` (to inject failures)."""
+    from assistant.backends.transformers_backend import TransformersBackend
+
     def factory(settings, paths):
         backend = TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
-        backend.generate_kwargs = {"min_new_tokens": 50}
+        backend.generate_kwargs = dict(generate_kwargs)
         load = backend.load
 
-        def load_then_break(progress, cancel):
+        def load_then_wrap(progress, cancel):
             info = load(progress, cancel)
-            backend.model = CrashingModel(backend.model)
+            backend.model = wrap(backend.model)
             return info
 
-        backend.load = load_then_break
+        backend.load = load_then_wrap
         return backend
 
     return factory

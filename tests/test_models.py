@@ -37,6 +37,7 @@ from assistant.settings import (
     save_settings,
 )
 from tests.fake_hub import go_offline
+from tests.conftest import wrapping_factory
 from tests.test_download import REPO, serve_tiny_vlm, wanted_files
 
 REPO_DIR = "models--TestOrg--tiny-vlm"
@@ -347,17 +348,7 @@ def test_out_of_memory_while_answering_offers_cpu_or_a_smaller_model(tiny_models
         def generate(self, **kwargs):
             raise oom()
 
-    def factory(settings, paths_):
-        backend = TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths_.models)
-        load = backend.load
-
-        def load_then_starve(progress, cancel):
-            info = load(progress, cancel)
-            backend.model = GreedyModel(backend.model)
-            return info
-
-        backend.load = load_then_starve
-        return backend
+    factory = wrapping_factory(GreedyModel)
 
     events: list = []
     engine = Engine(Settings(model=str(tiny_models["causal_lm"]), device="cpu"), paths, events.append, factory)

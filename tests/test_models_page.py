@@ -13,7 +13,6 @@ from assistant.messages import State
 from assistant.models import download
 from assistant.settings import Settings, load_settings, save_settings
 from tests.test_models import REPO, REPO_DIR, serve_tiny_vlm, wanted_size
-from ui.bridge import running_threads
 from ui.main_window import MainWindow
 from ui.models_page import progress_text
 
@@ -24,28 +23,14 @@ def hub(tiny_models, monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, paths, tiny_models):
+def window(main_window, tiny_models):
     """The window with the tiny text model loaded, as a user has it before opening Models…."""
-    opened = []
 
     def open_(wait_for=State.READY, **settings):
         settings = {"model": str(tiny_models["causal_lm"]), "device": "cpu", **settings}
-        win = MainWindow(Settings(**settings), paths)
-        opened.append(win)
-        win.show()
-        with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
-                              check_params_cb=lambda e: e.state is wait_for):
-            win.bridge.load()
-        return win
+        return main_window(Settings(**settings), wait_for)
 
-    yield open_
-    for win in opened:
-        win.close()  # joins the pipeline and models threads
-        assert win.bridge._thread.isFinished()
-        if win.models_bridge is not None:
-            assert win.models_bridge._thread.isFinished()
-        win.deleteLater()
-    assert running_threads() == []
+    return open_
 
 
 def open_page(qtbot, win):

@@ -22,11 +22,12 @@ from PIL import Image
 from assistant.backends.base import ChatMessage, GenerationParams, NeverCancelled, PromptTooLongError
 from assistant.backends.openai_backend import OpenAIBackend, list_models
 from assistant.engine import Engine
-from assistant.errors import GenerationError, ModelLoadError
+from assistant.errors import ModelLoadError
 from assistant.messages import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.secrets import SERVICE, keys, scrub
 from assistant.settings import AppPaths, Settings, SettingsError, load_settings, save_settings
 from tests.conftest import ROOT
+from tests.test_window import send
 from tests.remote_servers import MODEL_ALIAS, CaptureServer, LlamaServer, assemble_gguf, free_port
 
 
@@ -521,41 +522,10 @@ def test_without_a_keyring_the_key_stays_in_memory(monkeypatch):
 # -- the window ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def window_on(qtbot, paths):
-    from assistant.messages import State
-    from ui.main_window import MainWindow
-
-    windows = []
-
-    def open_(settings: Settings, wait_for=State.READY):
-        window = MainWindow(settings, paths)
-        windows.append(window)
-        window.show()
-        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
-                              check_params_cb=lambda e: e.state is wait_for):
-            window.bridge.load()
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
-        assert window.bridge._thread.isFinished()
-        window.deleteLater()
-
-
-def send(qtbot, window, text):
+def test_window_streams_from_the_server_and_stops(qtbot, main_window, llama):
     from PySide6.QtCore import Qt
 
-    window.prompt.setFocus()
-    qtbot.keyClicks(window.prompt, text)
-    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
-
-
-def test_window_streams_from_the_server_and_stops(qtbot, window_on, llama):
-    from PySide6.QtCore import Qt
-
-    window = window_on(remote_settings(llama, max_new_tokens=24))
+    window = main_window(remote_settings(llama, max_new_tokens=24))
     assert llama.base_url in window.model_label.text()
     replies: list[ReplyFinished] = []
     window.bridge.reply_finished.connect(replies.append)
@@ -573,10 +543,10 @@ def test_window_streams_from_the_server_and_stops(qtbot, window_on, llama):
     qtbot.waitUntil(lambda: not window.bridge.busy, timeout=3000)
 
 
-def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama, paths, memory_keyring, window_on):
+def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama, paths, memory_keyring, main_window):
     from ui.settings_dialog import SettingsDialog
 
-    window = window_on(remote_settings(llama))
+    window = main_window(remote_settings(llama))
     dialog = SettingsDialog(window.settings, window)
     qtbot.addWidget(dialog)
     assert dialog.backend.currentData() == "openai"
@@ -634,7 +604,7 @@ def test_settings_dialog_reports_an_unreachable_server_and_no_keyring(qtbot):
         keys.reset()
 
 
-def test_window_says_when_a_key_is_kept_for_this_session_only(qtbot, window_on):
+def test_window_says_when_a_key_is_kept_for_this_session_only(qtbot, main_window):
     import keyring
     from keyring.backends import fail
 
@@ -645,7 +615,7 @@ def test_window_says_when_a_key_is_kept_for_this_session_only(qtbot, window_on):
     keys.reset()
     try:
         with CaptureServer() as server:
-            window = window_on(remote_settings(server))
+            window = main_window(remote_settings(server))
             with qtbot.waitSignal(window.bridge.error, timeout=10_000) as blocker:
                 window.bridge.save_api_key(server.base_url, "sk-session-only-4242")
                 window.apply_settings(window.settings, reload=True)

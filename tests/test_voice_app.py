@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from assistant.messages import ErrorEvent, FramesChosen, ReplyFinished, State, Transcribed
+from assistant.messages import ErrorEvent, FramesChosen, ReplyFinished, Transcribed
 from assistant.settings import Settings
 from assistant.voice.mic import WavMicrophone
 from assistant.voice.voice_in import ListenState
@@ -90,24 +90,11 @@ def test_a_speech_model_that_fails_to_load_is_reported_and_the_engine_goes_on(pa
 
 
 @pytest.fixture
-def voice_window(qtbot, paths):
-    windows = []
-
+def voice_window(main_window):
     def open_(model, **settings):
-        window = MainWindow(Settings(model=str(model), device="cpu", max_new_tokens=8, **settings), paths,
-                            persist_settings=False)
-        windows.append(window)
-        window.show()
-        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
-                              check_params_cb=lambda e: e.state is State.READY):
-            window.bridge.load()
-        return window
+        return main_window(Settings(model=str(model), device="cpu", max_new_tokens=8, **settings), persist_settings=False)
 
-    yield open_
-    for window in windows:
-        window.close()
-        assert window.bridge.listener is None and window.bridge._thread.isFinished()
-        window.deleteLater()
+    return open_
 
 
 def user_texts(window) -> list[str]:

@@ -18,25 +18,14 @@ from ui.main_window import MainWindow
 
 
 @pytest.fixture
-def open_window(qtbot, paths):
+def open_window(main_window):
     """Open a window on ``model`` and wait until the model is loaded (or failed)."""
-    windows = []
 
     def open_(model, factory=None, wait_for=State.READY, **settings):
         kwargs = {"backend_factory": factory} if factory else {}
-        window = MainWindow(Settings(model=str(model), device="cpu", **settings), paths, **kwargs)
-        windows.append(window)
-        window.show()
-        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
-                              check_params_cb=lambda e: e.state is wait_for):
-            window.bridge.load()
-        return window
+        return main_window(Settings(model=str(model), device="cpu", **settings), wait_for, **kwargs)
 
-    yield open_
-    for window in windows:
-        window.close()  # as the user closing it: joins the pipeline thread
-        assert window.bridge._thread.isFinished()
-        window.deleteLater()
+    return open_
 
 
 def send(qtbot, window, text: str) -> None:
