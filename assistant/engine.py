@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from PIL import Image as PILImage
 
-from .backends.base import (
+from assistant.generators.base import (
     BackendInfo,
     ChatMessage,
     GenerationParams,
     GeneratorBackend,
-    Progress,
     PromptTooLongError,
 )
-from .errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
-from .images import decode_image, encode_jpeg, read_image_bytes
-from .memory import collect
-from .messages import (
+from assistant.errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
+from assistant.encoders.images import decode_image, encode_jpeg, read_image_bytes
+from assistant.garbage import collect
+from assistant.events import (
     ConversationOpened,
     ConversationsListed,
     ErrorEvent,
@@ -51,13 +50,14 @@ from .messages import (
     UserTurn,
     next_turn_id,
 )
-from .settings import AppPaths, Settings
+from assistant.progress import Progress
+from assistant.settings import AppPaths, Settings
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .history import HistoryStore
-    from .voice.asr import SpeechRecognizer
+    from assistant.store.history import HistoryStore
+    from assistant.encoders.asr import SpeechRecognizer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,8 +68,8 @@ BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBackend:
     """The generator the settings ask for: in-process ``transformers``, or an OpenAI-compatible server."""
     if settings.backend == "openai":
-        from .backends.openai_backend import OpenAIBackend
-        from .secrets import keys
+        from assistant.generators.openai_backend import OpenAIBackend
+        from assistant.secrets import keys
 
         return OpenAIBackend(
             settings.base_url,
@@ -78,7 +78,7 @@ def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBac
             timeout=settings.request_timeout,
             image_max_side=settings.remote_image_max_side,
         )
-    from .backends.transformers_backend import TransformersBackend
+    from assistant.generators.transformers_backend import TransformersBackend
 
     return TransformersBackend(
         settings.model,
@@ -107,7 +107,7 @@ class Engine:
         paths: AppPaths,
         emit: Callable[[Event], None],
         backend_factory: BackendFactory = default_backend_factory,
-        history: HistoryStore | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
@@ -115,8 +115,8 @@ class Engine:
         self._factory = backend_factory
         self.backend: GeneratorBackend | None = None
         self.info: BackendInfo | None = None
-        self.history: list[ChatMessage] = []  # the conversation so far, without the system prompt
-        self.store = history  # where conversations are saved (None: not saved)
+        self.chat: list[ChatMessage] = []  # what the model sees of this conversation (no system prompt)
+        self.store = store  # where conversations are saved (None: not saved)
         self.conversation_id: int | None = None  # created with the first message of a new chat
         self._store_warned = False
         self._selector = None  # the attention-fusion stage, built on first use
@@ -181,7 +181,7 @@ class Engine:
             self._fail_load(str(exc))
             return False
         except Exception as exc:  # noqa: BLE001 - a load must never take the pipeline down
-            from .devices import is_out_of_memory, out_of_memory_message
+            from assistant.devices.compute import is_out_of_memory, out_of_memory_message
 
             if is_out_of_memory(exc):
                 message = out_of_memory_message(self.settings.generator_name, "loading")
@@ -232,7 +232,7 @@ class Engine:
 
     def load_recognizer(self, epoch: int | None = None) -> bool:
         """Load the speech recognizer the settings name (once); report problems; never raise."""
-        from .voice.asr import make_recognizer
+        from assistant.encoders.asr import make_recognizer
 
         settings = self.settings
         key = (settings.asr_model, settings.device, settings.asr_language)
@@ -317,7 +317,7 @@ class Engine:
     # -- conversation (pipeline thread) ------------------------------------------------
 
     def new_chat(self) -> None:
-        self.history.clear()
+        self.chat.clear()
         self.conversation_id = None
 
     # -- saved conversations (pipeline thread) --------------------------------------------
@@ -366,7 +366,7 @@ class Engine:
             history.append(ChatMessage(message.role, message.text, tuple(images)))
         while history and history[-1].role == "user":  # an unanswered question (the app was killed)
             history.pop()
-        self.history = history
+        self.chat = history
         self.conversation_id = conversation_id
         self._emit(ConversationOpened(conversation_id, summary.title, tuple(stored)))
         return True
@@ -384,11 +384,12 @@ class Engine:
 
     def export_conversation(self, conversation_id: int, fmt: str, destination: Path) -> Path | None:
         """Write a conversation as Markdown (a folder: .md plus images/) or JSON (a file)."""
+        from assistant.store.export import export_json, export_markdown
 
         def write(store: HistoryStore) -> Path:
             if fmt == "md":
-                return store.export_markdown(conversation_id, destination)
-            destination.write_text(json.dumps(store.export_json(conversation_id), ensure_ascii=False, indent=1))
+                return export_markdown(store, conversation_id, destination)
+            destination.write_text(json.dumps(export_json(store, conversation_id), ensure_ascii=False, indent=1))
             return destination
 
         path = self._store_call("export", write)
@@ -397,13 +398,15 @@ class Engine:
         return path
 
     def import_conversation(self, source: Path) -> int | None:
+        from assistant.store.export import import_json
+
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             self._emit(ErrorEvent(f"'{source.name}' could not be imported: {exc}", ErrorKind.HISTORY))
             return None
         try:
-            conversation_id = self.store.import_json(data) if self.store is not None else None
+            conversation_id = import_json(self.store, data) if self.store is not None else None
         except HistoryError as exc:
             self._emit(ErrorEvent(f"'{source.name}' could not be imported: {exc}", ErrorKind.HISTORY))
             return None
@@ -465,7 +468,7 @@ class Engine:
 
         self._status(State.THINKING, "Thinking…")
         user = ChatMessage("user", turn.text, images)
-        history = list(self.history)
+        history = list(self.chat)
         started = time.monotonic()
         first: list[float] = []
         parts: list[str] = []
@@ -490,7 +493,7 @@ class Engine:
             except AssistantError as exc:
                 return self._fail_turn(turn, exc, "".join(parts), conversation)
             except Exception as exc:  # noqa: BLE001
-                from .devices import is_out_of_memory, out_of_memory_message
+                from assistant.devices.compute import is_out_of_memory, out_of_memory_message
 
                 if is_out_of_memory(exc):
                     failure = GenerationError(out_of_memory_message(self.settings.model, "answering with"))
@@ -499,7 +502,7 @@ class Engine:
                     failure = GenerationError(f"The model failed while answering: {exc}")
                 return self._fail_turn(turn, failure, "".join(parts), conversation)
         reply_text = result.text
-        self.history = history + [user, ChatMessage("assistant", reply_text)]
+        self.chat = history + [user, ChatMessage("assistant", reply_text)]
         self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete")
         reply = ReplyFinished(
             turn.id,
@@ -514,7 +517,7 @@ class Engine:
         return reply
 
     def _select_frames(self, turn: UserTurn) -> tuple:
-        from .fusion import FrameSelector
+        from assistant.fusion.attention import FrameSelector
 
         settings = self.settings
         key = (settings.camera_frames, settings.attention_temperature, settings.relevance_model)
@@ -522,7 +525,7 @@ class Engine:
             relevance = None
             if settings.relevance_model:
                 try:
-                    from .fusion import ClipRelevance
+                    from assistant.fusion.relevance import ClipRelevance
 
                     relevance = ClipRelevance(
                         settings.relevance_model, settings.device, cache_dir=self.paths.models, offline=settings.offline

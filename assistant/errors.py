@@ -23,3 +23,12 @@ class Cancelled(AssistantError):
 
 class HistoryError(AssistantError):
     """The conversation store cannot be read or written."""
+
+
+def short_message(exc: BaseException, limit: int = 240) -> str:
+    """The gist of a library's exception, for a message of our own: its first non-empty
+    line (the last ones are usually a traceback or a list of choices), at most ``limit``
+    characters; the exception's type when it says nothing."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

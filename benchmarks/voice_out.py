@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.voice.audio import WavRecorderSpeaker  # noqa: E402
-from assistant.voice.voice_out import VoiceOut  # noqa: E402
+from assistant.devices.speaker import WavRecorderSpeaker  # noqa: E402
+from assistant.speech.voice_out import VoiceOut  # noqa: E402
 
 REPLY = (
     "The picture shows a small red house with a brown roof. "

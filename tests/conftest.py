@@ -130,7 +130,7 @@ def main_window(qtbot, paths):
     Waits until the model load reaches ``wait_for``.  After the test every window
     is closed as a user closes it (which joins its threads) and deleted.
     """
-    from assistant.messages import State
+    from assistant.events import State
     from ui.main_window import MainWindow
 
     windows = []
@@ -152,14 +152,14 @@ def main_window(qtbot, paths):
             assert window.models_bridge._thread.isFinished()
         window.deleteLater()
     if windows:
-        from ui.bridge import running_threads
+        from ui.workers import running_threads
 
         assert running_threads() == []
 
 
 def wrapping_factory(wrap: Callable, **generate_kwargs) -> Callable:
     """The production backend, whose loaded model is replaced by ``wrap(model)`` (to inject failures)."""
-    from assistant.backends.transformers_backend import TransformersBackend
+    from assistant.generators.transformers_backend import TransformersBackend
 
     def factory(settings, paths):
         backend = TransformersBackend(settings.model, settings.device, settings.dtype, cache_dir=paths.models)
@@ -183,7 +183,7 @@ def paced_factory(delay: float = 0.0, min_new_tokens: int = 0) -> Callable:
     Random tiny models answer in milliseconds; tests that stop a reply mid-way
     need it to last.  Loading and generation are the production code.
     """
-    from assistant.backends.transformers_backend import TransformersBackend
+    from assistant.generators.transformers_backend import TransformersBackend
 
     class PacedBackend(TransformersBackend):
         def generate(self, messages, params, on_text, cancel):
@@ -212,8 +212,8 @@ def no_leaked_threads():
     while True:
         leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
         qthreads = []
-        if "ui.bridge" in sys.modules:
-            qthreads = sys.modules["ui.bridge"].running_threads()
+        if "ui.workers" in sys.modules:
+            qthreads = sys.modules["ui.workers"].running_threads()
         if not leaked and not qthreads:
             return
         if time.monotonic() > deadline:
@@ -234,12 +234,12 @@ class ScriptedBackend:
         self.chunk_size = chunk_size
 
     def load(self, progress, cancel):
-        from assistant.backends.base import BackendInfo
+        from assistant.generators.base import BackendInfo
 
         return BackendInfo(model="scripted", device="cpu", dtype="float32", supports_images=False)
 
     def generate(self, messages, params, on_text, cancel):
-        from assistant.backends.base import GenerationResult
+        from assistant.generators.base import GenerationResult
 
         sent = []
         for i in range(0, len(self.reply), self.chunk_size):

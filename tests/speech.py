@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.voice.audio import read_wav, resample
+from assistant.devices.audio import read_wav, resample
 
 VOICE = ("-v", "en-us+f3", "-s", "140")
 SLOW_VOICE = ("-v", "en-gb", "-s", "110", "-g", "5")

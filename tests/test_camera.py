@@ -1,4 +1,4 @@
-"""Camera capture (assistant.camera): files, loops, pacing, faults and reconnects, the frame buffer.
+"""Camera capture (assistant.devices.camera): files, loops, pacing, faults and reconnects, the frame buffer.
 
 A fixture writes a synthetic video with cv2.VideoWriter: an empty textured scene, a
 sharp object held still, the same object moving (motion-blurred), the empty scene
@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from assistant.camera import CameraSource, CameraStatus, Frame, FrameBuffer, parse_source
+from assistant.devices.camera import CameraSource, CameraStatus, Frame, parse_source
 
 # --------------------------------------------------------------------------------------------
+from assistant.fusion.frame_buffer import FrameBuffer
 # The synthetic video
 # --------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from assistant.messages import State
+from assistant.events import State
 from assistant.settings import Settings
 from tests.conftest import paced_factory
 from tests.test_cli import run
@@ -128,10 +128,11 @@ def test_a_source_that_goes_away_shows_it_and_recovers(qtbot, camera_window, vid
 
 
 def test_camera_frames_are_saved_and_shown_again(qtbot, paths, tiny_models, video):
-    from assistant.camera import CameraSource, FrameBuffer
+    from assistant.devices.camera import CameraSource
+    from assistant.fusion.frame_buffer import FrameBuffer
     from assistant.engine import Engine
-    from assistant.history import open_history
-    from assistant.messages import UserTurn
+    from assistant.store.history import open_history
+    from assistant.events import UserTurn
     from ui.main_window import MainWindow
 
     buffer = FrameBuffer()
@@ -141,12 +142,12 @@ def test_camera_frames_are_saved_and_shown_again(qtbot, paths, tiny_models, vide
     camera.stop()
     store, _ = open_history(paths.data)
     engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=3), paths, lambda e: None,
-                    history=store)
+                    store=store)
     assert engine.load()
     engine.handle_turn(UserTurn("what is it?", frames=tuple(buffer.frames())))
     saved = store.messages(engine.conversation_id)[0]
     assert len(saved.images) == 2 and [round(f["t"], 1) for f in saved.meta["frames"]]
-    window = MainWindow(Settings(model=str(tiny_models["idefics3"])), paths, history=store, persist_settings=False)
+    window = MainWindow(Settings(model=str(tiny_models["idefics3"])), paths, store=store, persist_settings=False)
     try:
         with qtbot.waitSignal(window.bridge.conversation_opened, timeout=5000):
             window.bridge.open_conversation(engine.conversation_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from assistant import memory
+from assistant import garbage
 
 
 class Cycle:
@@ -27,7 +27,7 @@ def test_collection_requested_by_a_worker_runs_on_the_gui_thread(qtbot):
     seen: list[str] = []
     Cycle(seen)
     before = collector.collections
-    worker = threading.Thread(target=memory.collect, name="pipeline")  # as Engine.unload does
+    worker = threading.Thread(target=garbage.collect, name="pipeline")  # as Engine.unload does
     worker.start()
     worker.join()
     assert seen == []  # nothing was finalized in the worker

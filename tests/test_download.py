@@ -13,8 +13,8 @@ import time
 import pytest
 
 from assistant.engine import Engine
-from assistant.hub import ALLOW_PATTERNS
-from assistant.messages import ErrorEvent, ErrorKind, ReplyFinished, State, StatusEvent, UserTurn
+from assistant.models.hub import ALLOW_PATTERNS
+from assistant.events import ErrorEvent, ErrorKind, ReplyFinished, State, StatusEvent, UserTurn
 from assistant.settings import Settings
 from tests.fake_hub import FakeHub, go_offline, use_fake_hub
 

@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-from assistant.backends.transformers_backend import TransformersBackend, _StreamToCallback
-from assistant.devices import pick_device, pick_dtype
+from assistant.generators.transformers_backend import TransformersBackend, _StreamToCallback
+from assistant.devices.compute import pick_device, pick_dtype
 from assistant.engine import Engine
 from assistant.errors import ModelLoadError
-from assistant.messages import (
+from assistant.events import (
     ErrorEvent,
     ErrorKind,
     ImageInput,
@@ -53,11 +53,11 @@ def test_engine_runs_without_qt(tiny_models, tmp_path):
         "import sys\n"
         "from assistant.engine import Engine\n"
         "from assistant.settings import AppPaths, Settings\n"
-        "from assistant.messages import UserTurn\n"
+        "from assistant.events import UserTurn\n"
         f"e = Engine(Settings(model={str(tiny_models['causal_lm'])!r}, max_new_tokens=3), "
         f"AppPaths.under({str(tmp_path)!r}), lambda ev: None)\n"
         "assert e.load() and e.handle_turn(UserTurn('hi'))\n"
-        "import assistant.options, assistant.hub\n"
+        "import assistant.cli.options, assistant.models.hub\n"
         "qt = [m for m in sys.modules if m.startswith('PySide6') or m == 'ui' or m.startswith('ui.')]\n"
         "assert not qt, qt\n"
     )
@@ -81,7 +81,7 @@ def test_loads_and_streams_a_reply(name, tiny_models, paths):
     assert states[-1] is State.READY and State.THINKING in states
     if reply.text:
         assert State.GENERATING in states
-    assert [m.role for m in engine.history] == ["user", "assistant"]
+    assert [m.role for m in engine.chat] == ["user", "assistant"]
 
 
 @pytest.mark.parametrize("name", ["idefics3", "llava"])
@@ -147,7 +147,7 @@ def test_overlong_history_drops_oldest_exchanges(tiny_models, paths):
     for i in range(6):
         assert engine.handle_turn(UserTurn(f"turn {i} {long_text}")), of(events, ErrorEvent)
     assert engine.backend.last_inputs["input_ids"].shape[-1] <= limit
-    assert "turn 5" in engine.history[-2].text and "turn 0" not in engine.history[0].text
+    assert "turn 5" in engine.chat[-2].text and "turn 0" not in engine.chat[0].text
     engine.new_chat()
     assert engine.handle_turn(UserTurn("x " * (limit * 2))) is None
     assert "too long" in of(events, ErrorEvent)[-1].message
@@ -176,7 +176,7 @@ def test_stop_from_another_thread_ends_generation_promptly(tiny_models, paths):
     assert reply.stopped and 0 < reply.tokens < 400
     assert reply.text and reply.text == "".join(c.text for c in of(events, TokenChunk))
     assert ended - timer["stop"] < 0.5
-    assert engine.history[-1].text == reply.text  # the partial reply stays in the conversation
+    assert engine.chat[-1].text == reply.text  # the partial reply stays in the conversation
     # The engine is usable again at once.
     again = engine.handle_turn(UserTurn("short one"))
     assert again is not None and not again.stopped
@@ -188,7 +188,7 @@ def test_turn_queued_before_stop_is_dropped(tiny_models, paths):
     epoch = engine.epoch
     engine.cancel()
     assert engine.handle_turn(UserTurn("queued earlier"), epoch) is None
-    assert not of(events, ReplyFinished) and engine.history == []
+    assert not of(events, ReplyFinished) and engine.chat == []
 
 
 def test_bad_model_path_gives_a_clear_error(tmp_path, paths):
@@ -220,13 +220,13 @@ def test_broken_image_is_reported_and_history_kept(tiny_models, paths, broken_im
     engine, events = make_engine(tiny_models["idefics3"], paths, max_new_tokens=3)
     assert engine.load()
     assert engine.handle_turn(UserTurn("hello"))
-    history = list(engine.history)
+    history = list(engine.chat)
     for bad in (ImageInput.from_path(broken_image), ImageInput.from_path(tmp_path / "missing.jpg"),
                 ImageInput.from_bytes(b"not an image at all", "clip")):
         assert engine.handle_turn(UserTurn("what is this?", (bad,))) is None
         error = of(events, ErrorEvent)[-1]
         assert error.kind is ErrorKind.BAD_INPUT and bad.name in error.message
-    assert engine.history == history
+    assert engine.chat == history
     assert engine.handle_turn(UserTurn("still there?"))
 
 

@@ -1,4 +1,4 @@
-"""Attention fusion over recent frames (assistant.fusion): which frames go with a question.
+"""Attention fusion over recent frames (assistant.fusion.attention): which frames go with a question.
 
 The frames come from the synthetic video of test_camera (empty scene, a sharp object held
 still, the object motion-blurred, the empty scene again) played through the production
@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.camera import CameraSource, Frame, FrameBuffer
-from assistant.fusion import ClipRelevance, FrameSelector, FusionResult, RelevanceScorer
+from assistant.devices.camera import CameraSource, Frame
+from assistant.fusion.frame_buffer import FrameBuffer
+from assistant.fusion.attention import FrameSelector, FusionResult, RelevanceScorer
+from assistant.fusion.relevance import ClipRelevance
 from tests.test_camera import SYNTHETIC, synthetic_frames, write_synthetic_video
 
 

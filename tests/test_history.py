@@ -21,8 +21,8 @@ import pytest
 from PIL import Image, features
 
 from assistant.errors import AssistantError
-from assistant.history import (
-    EXPORT_FORMAT,
+from assistant.store.export import EXPORT_FORMAT, export_json, export_markdown, import_json
+from assistant.store.history import (
     SCHEMA_VERSION,
     HistoryError,
     HistoryStore,
@@ -338,13 +338,13 @@ def test_json_export_import_round_trip(store):
     store.add_message(conv, "assistant", "Partial", status="stopped")
     store.add_message(conv, "assistant", "", status="failed", meta={"error": "CUDA out of memory"})
 
-    data = json.loads(json.dumps(store.export_json(conv)))  # through real JSON text
+    data = json.loads(json.dumps(export_json(store, conv)))  # through real JSON text
     assert data["format"] == EXPORT_FORMAT and data["version"] == 1
     assert data["title"] == store.get_conversation(conv).title
     assert data["messages"][1]["images"][0]["sha256"] == hashlib.sha256(red).hexdigest()
     assert data["messages"][1]["images"][1]["ext"] == "jpg"
 
-    new = store.import_json(data)
+    new = import_json(store, data)
     assert new != conv
     assert store.get_conversation(new).title == store.get_conversation(conv).title
     assert store.get_conversation(new).created == store.get_conversation(conv).created
@@ -358,13 +358,13 @@ def test_json_export_import_round_trip(store):
     assert store.list_conversations()[0].id == new  # an import shows at the top
 
     # a JSON string (what a file holds) is accepted too
-    again = store.import_json(json.dumps(data))
+    again = import_json(store, json.dumps(data))
     assert len(store.messages(again)) == len(before)
 
 
 def test_import_of_an_untitled_export_takes_its_first_question(store):
     data = {"format": EXPORT_FORMAT, "version": 1, "messages": [{"role": "user", "text": "Hello there"}]}
-    conv = store.import_json(data)
+    conv = import_json(store, data)
     assert store.get_conversation(conv).title == "Hello there"
     assert store.messages(conv)[0].status == "complete"
 
@@ -372,7 +372,7 @@ def test_import_of_an_untitled_export_takes_its_first_question(store):
 def _valid_export(store) -> dict:
     conv = store.create_conversation()
     store.add_message(conv, "user", "valid", images=[image_bytes()])
-    return store.export_json(conv)
+    return export_json(store, conv)
 
 
 @pytest.mark.parametrize(
@@ -417,15 +417,15 @@ def test_import_rejects_bad_data_and_writes_nothing(store, damage, message):
     data = _valid_export(store)
     count = len(store.list_conversations())
     with pytest.raises(HistoryError, match=message):
-        store.import_json(damage(data))
+        import_json(store, damage(data))
     assert len(store.list_conversations()) == count
 
 
 def test_export_missing_conversation(store, tmp_path):
     with pytest.raises(HistoryError, match="does not exist"):
-        store.export_json(42)
+        export_json(store, 42)
     with pytest.raises(HistoryError, match="does not exist"):
-        store.export_markdown(42, tmp_path / "out")
+        export_markdown(store, 42, tmp_path / "out")
 
 
 def test_markdown_export(store, tmp_path):
@@ -438,7 +438,7 @@ def test_markdown_export(store, tmp_path):
     store.add_message(conv, "assistant", "", status="failed", meta={"error": "out of memory"})
     out = tmp_path / "export"
 
-    path = store.export_markdown(conv, out)
+    path = export_markdown(store, conv, out)
     assert path == out / "what-is-in-this-photo.md"
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# What is in this photo?\n")
@@ -453,11 +453,11 @@ def test_markdown_export(store, tmp_path):
     assert (out / links[0]).read_bytes() == red
     assert len(list((out / "images").iterdir())) == 2
 
-    second = store.export_markdown(conv, out)  # never overwrites an earlier export
+    second = export_markdown(store, conv, out)  # never overwrites an earlier export
     assert second == out / "what-is-in-this-photo-2.md"
 
     untitled = store.create_conversation()
-    assert store.export_markdown(untitled, out).name == f"conversation-{untitled}.md"
+    assert export_markdown(store, untitled, out).name == f"conversation-{untitled}.md"
 
 
 # -- opening: damage, newer versions, migrations ----------------------------------------------
@@ -639,7 +639,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from pathlib import Path
     from PIL import Image
-    from assistant.history import HistoryStore
+    from assistant.store.history import HistoryStore
 
     def reply(i, k):
         return f"answer {{i}} part {{k}} " + "détail 细节 " * (k * 5)

@@ -6,8 +6,8 @@ import json
 import threading
 
 from assistant.engine import Engine
-from assistant.history import open_history
-from assistant.messages import ConversationOpened, ConversationsListed, ImageInput, State, UserTurn
+from assistant.store.history import open_history
+from assistant.events import ConversationOpened, ConversationsListed, ImageInput, State, UserTurn
 from assistant.settings import Settings
 from tests.conftest import scripted_factory
 from tests.test_cli import run
@@ -22,7 +22,7 @@ def test_turns_are_saved_and_a_reopened_chat_restores_the_models_context(tiny_mo
     store, warning = open_history(paths.data)
     events = []
     engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=4), paths, events.append,
-                    history=store)
+                    store=store)
     assert warning is None and engine.load()
     engine.handle_turn(UserTurn("first about tokyo", (ImageInput.from_path(image_file),)))
     engine.handle_turn(UserTurn("second question"))
@@ -54,7 +54,7 @@ def test_turns_are_saved_and_a_reopened_chat_restores_the_models_context(tiny_mo
 def test_stopped_replies_are_saved_as_such(paths):
     store, _ = open_history(paths.data)
     engine = Engine(Settings(model="scripted"), paths, lambda e: None,
-                    scripted_factory("One. Two. Three. " * 50, chunk_delay=0.002), history=store)
+                    scripted_factory("One. Two. Three. " * 50, chunk_delay=0.002), store=store)
     assert engine.load()
     epoch = engine.epoch
     threading.Timer(0.05, engine.cancel).start()
@@ -77,7 +77,7 @@ def test_ask_is_saved_and_exported(tiny_models, data_dir, image_file):
     assert data["messages"][1]["text"] == done.stdout.strip()
     assert len(data["messages"][0]["images"]) == 1
     markdown = run("--export-chat", "last", "--data-dir", data_dir)
-    assert markdown.returncode == 0 and "What is in this picture?" in markdown.stdout and "![image](file://" in markdown.stdout
+    assert markdown.returncode == 0 and "What is in this picture?" in markdown.stdout and "![image 1](file://" in markdown.stdout
     # --no-history leaves nothing behind; a bad id is a clear error.
     run("--ask", "secret", "--model", tiny_models["idefics3"], "--max-new-tokens", "3", "--data-dir", data_dir,
         "--no-history")
@@ -91,7 +91,7 @@ def test_sidebar_switches_conversations_and_the_model_follows(qtbot, paths, tiny
     from ui.main_window import MainWindow
 
     store, _ = open_history(paths.data)
-    window = MainWindow(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=3), paths, history=store)
+    window = MainWindow(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=3), paths, store=store)
     try:
         window.show()
         window.bridge.load()
@@ -145,7 +145,7 @@ def test_failed_turn_is_saved_but_not_replayed_to_the_model(tiny_models, paths):
 
     store, _ = open_history(paths.data)
     engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=50), paths, lambda e: None,
-                    failing_factory(after_chunks=3), history=store)
+                    failing_factory(after_chunks=3), store=store)
     assert engine.load()
     assert engine.handle_turn(UserTurn("this one breaks")) is None
     saved = store.messages(engine.conversation_id)
@@ -153,7 +153,7 @@ def test_failed_turn_is_saved_but_not_replayed_to_the_model(tiny_models, paths):
     assert "device-side assert" in saved[1].meta["error"] and saved[1].text  # the partial text is kept
     conversation = engine.conversation_id
     engine.new_chat()
-    assert engine.open_conversation(conversation) and engine.history == []
+    assert engine.open_conversation(conversation) and engine.chat == []
     store.close()
 
 
@@ -161,7 +161,7 @@ def test_export_and_import_through_the_engine(tiny_models, paths, image_file, tm
     store, _ = open_history(paths.data)
     events = []
     engine = Engine(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=4), paths, events.append,
-                    history=store)
+                    store=store)
     assert engine.load()
     engine.handle_turn(UserTurn("look at this", (ImageInput.from_path(image_file),)))
     conversation = engine.conversation_id
@@ -193,8 +193,8 @@ import sys
 sys.path.insert(0, {str(ROOT)!r})
 import tests.conftest as c
 from assistant.engine import Engine
-from assistant.history import open_history
-from assistant.messages import TokenChunk, UserTurn
+from assistant.store.history import open_history
+from assistant.events import TokenChunk, UserTurn
 from assistant.settings import AppPaths, Settings
 paths = AppPaths.under({str(tmp_path / 'app')!r})
 store, _ = open_history(paths.data)
@@ -202,7 +202,7 @@ def emit(e):
     if isinstance(e, TokenChunk):
         print("token", flush=True)
 engine = Engine(Settings(model={str(tiny_models['idefics3'])!r}, max_new_tokens=400), paths, emit,
-                c.paced_factory(delay=0.01, min_new_tokens=400), history=store)
+                c.paced_factory(delay=0.01, min_new_tokens=400), store=store)
 engine.load()
 engine.backend.generate_kwargs = {{"min_new_tokens": 3}}
 engine.settings = engine.settings.replace(max_new_tokens=3)
@@ -241,7 +241,7 @@ def test_search_answers_while_a_reply_is_being_generated(qtbot, paths, tiny_mode
     store, _ = open_history(paths.data)
     conversation = store.create_conversation()
     store.add_message(conversation, "user", "where did I park the bicycle?")
-    window = MainWindow(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=1000), paths, history=store,
+    window = MainWindow(Settings(model=str(tiny_models["idefics3"]), max_new_tokens=1000), paths, store=store,
                         backend_factory=paced_factory(delay=0.02, min_new_tokens=1000), persist_settings=False)
     try:
         window.show()

@@ -15,11 +15,12 @@ import weakref
 import pytest
 import torch
 
-from assistant.backends.base import BackendInfo, NeverCancelled, Progress
-from assistant.backends.transformers_backend import TransformersBackend
+from assistant.generators.base import BackendInfo
+from assistant.progress import NeverCancelled, Progress
+from assistant.generators.transformers_backend import TransformersBackend
 from assistant.engine import Engine
 from assistant.errors import Cancelled, ModelLoadError
-from assistant.messages import (
+from assistant.events import (
     ErrorEvent,
     ErrorKind,
     ReplyFinished,
@@ -27,8 +28,8 @@ from assistant.messages import (
     StatusEvent,
     UserTurn,
 )
-from assistant.models import ModelStoreError, delete_cached, download, list_cached
-from assistant.options import build_parser, settings_from
+from assistant.models.cache import ModelStoreError, delete_cached, download, list_cached
+from assistant.cli.options import build_parser, settings_from
 from assistant.settings import (
     QUANTIZATIONS,
     Settings,

@@ -8,13 +8,13 @@ import weakref
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from assistant.backends.base import NeverCancelled, Progress
-from assistant.messages import State
-from assistant.models import download
+from assistant.progress import NeverCancelled, Progress
+from assistant.events import State
+from assistant.models.cache import download
 from assistant.settings import Settings, load_settings, save_settings
 from tests.test_models import REPO, REPO_DIR, serve_tiny_vlm, wanted_size
 from ui.main_window import MainWindow
-from ui.models_page import progress_text
+from ui.dialogs.models import progress_text
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_the_backend_is_chosen_here_too(qtbot, window, paths, monkeypatch):
     page.server_settings_requested.disconnect()
     page.server_settings_requested.connect(win.open_settings)
     page.server_button.click()
-    assert opened == [True]  # the server's address, model and key are edited in Model…
+    assert opened == [True]  # the server's address, model and key are edited in Settings…
     with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
                           check_params_cb=lambda e: e.state in (State.ERROR, State.READY)):
         page.apply_button.click()  # no server runs at that address: a clear error, and the choice is kept

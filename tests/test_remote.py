@@ -19,11 +19,12 @@ import time
 import pytest
 from PIL import Image
 
-from assistant.backends.base import ChatMessage, GenerationParams, NeverCancelled, PromptTooLongError
-from assistant.backends.openai_backend import OpenAIBackend, list_models
+from assistant.generators.base import ChatMessage, GenerationParams, PromptTooLongError
+from assistant.progress import NeverCancelled
+from assistant.generators.openai_backend import OpenAIBackend, list_models
 from assistant.engine import Engine
 from assistant.errors import ModelLoadError
-from assistant.messages import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
+from assistant.events import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.secrets import SERVICE, keys, scrub
 from assistant.settings import AppPaths, Settings, SettingsError, load_settings, save_settings
 from tests.conftest import ROOT
@@ -120,9 +121,9 @@ def remote_settings(server, **changes) -> Settings:
                     max_new_tokens=changes.pop("max_new_tokens", 16), system_prompt="", **changes)
 
 
-def run_engine(settings: Settings, paths: AppPaths, history=None):
+def run_engine(settings: Settings, paths: AppPaths, store=None):
     events: list = []
-    engine = Engine(settings, paths, events.append, history=history)
+    engine = Engine(settings, paths, events.append, store=store)
     return engine, events
 
 
@@ -145,7 +146,7 @@ def test_models_are_listed_and_the_model_is_checked(llama):
 
 
 def test_engine_streams_a_reply_and_saves_it(llama, paths):
-    from assistant.history import open_history
+    from assistant.store.history import open_history
 
     store, _ = open_history(paths.data)
     try:
@@ -158,13 +159,13 @@ def test_engine_streams_a_reply_and_saves_it(llama, paths):
         assert reply is not None and not reply.stopped and len(chunks) >= 2
         assert "".join(chunks) == reply.text and reply.tokens == len(chunks)
         assert reply.first_token_seconds is not None and reply.first_token_seconds < reply.seconds
-        assert [m.role for m in engine.history] == ["user", "assistant"]
+        assert [m.role for m in engine.chat] == ["user", "assistant"]
         saved = store.messages(engine.conversation_id)
         assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
         assert saved[1].text == reply.text
         # the next turn carries the history
         second = engine.handle_turn(UserTurn("And of Italy?"))
-        assert second is not None and len(engine.history) == 4
+        assert second is not None and len(engine.chat) == 4
         engine.unload()
         assert engine.backend is None
     finally:
@@ -225,7 +226,7 @@ def test_stop_while_the_server_is_still_reading_the_prompt():
 
 
 def test_server_killed_mid_reply_keeps_the_partial_reply(own_llama, paths):
-    from assistant.history import open_history
+    from assistant.store.history import open_history
 
     server = own_llama()
     store, _ = open_history(paths.data)
@@ -335,11 +336,11 @@ def test_context_overflow_drops_the_oldest_history(llama, paths):
     engine, events = run_engine(remote_settings(llama, max_new_tokens=4), paths)
     assert engine.load()
     # The oldest exchange alone overflows the 2048-token window; without it the turn fits.
-    engine.history += [ChatMessage("user", "turn 0 " + " ".join(["stone"] * 2100)), ChatMessage("assistant", "ok"),
+    engine.chat += [ChatMessage("user", "turn 0 " + " ".join(["stone"] * 2100)), ChatMessage("assistant", "ok"),
                        ChatMessage("user", "turn 1"), ChatMessage("assistant", "ok")]
     reply = engine.handle_turn(UserTurn("A short question"))
     assert reply is not None and not of(events, ErrorEvent)
-    assert engine.history[0].text == "turn 1" and engine.history[-2].text == "A short question"
+    assert engine.chat[0].text == "turn 1" and engine.chat[-2].text == "A short question"
     engine.unload()
 
 
@@ -374,7 +375,7 @@ def decode_data_url(url: str) -> Image.Image:
 def test_images_and_camera_frames_are_sent_as_downscaled_jpeg_data_urls(paths, tmp_path):
     import numpy as np
 
-    from assistant.camera import Frame
+    from assistant.devices.camera import Frame
 
     photo = tmp_path / "wide.png"
     Image.new("RGB", (3000, 1200), (10, 120, 200)).save(photo)
@@ -544,7 +545,7 @@ def test_window_streams_from_the_server_and_stops(qtbot, main_window, llama):
 
 
 def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama, paths, memory_keyring, main_window):
-    from ui.settings_dialog import SettingsDialog
+    from ui.dialogs.settings import SettingsDialog
 
     window = main_window(remote_settings(llama))
     dialog = SettingsDialog(window.settings, window)
@@ -586,7 +587,7 @@ def test_settings_dialog_reports_an_unreachable_server_and_no_keyring(qtbot):
     import keyring
     from keyring.backends import fail
 
-    from ui.settings_dialog import SettingsDialog
+    from ui.dialogs.settings import SettingsDialog
 
     previous = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())
@@ -608,7 +609,7 @@ def test_window_says_when_a_key_is_kept_for_this_session_only(qtbot, main_window
     import keyring
     from keyring.backends import fail
 
-    from assistant.messages import ErrorKind
+    from assistant.events import ErrorKind
 
     previous = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())

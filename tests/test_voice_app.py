@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from assistant.messages import ErrorEvent, FramesChosen, ReplyFinished, Transcribed
+from assistant.events import ErrorEvent, FramesChosen, ReplyFinished, Transcribed
 from assistant.settings import Settings
-from assistant.voice.mic import WavMicrophone
-from assistant.voice.voice_in import ListenState
+from assistant.devices.microphone import WavMicrophone
+from assistant.encoders.listener import ListenState
 from tests.conftest import ROOT
 from tests.speech import make_conversation, word_error_rate, write_wav
 from tests.test_cli import run
@@ -31,9 +31,9 @@ SENTENCES = ["Please describe what you see on my desk.", "What is the weather li
 
 def test_an_utterance_is_transcribed_and_answered_like_a_typed_turn(tmp_path, paths, tiny_models, tiny_whisper):
     """Tiny random Whisper (transformers) → transcript → turn (with camera frames) → reply, saved."""
-    from assistant.camera import Frame
+    from assistant.devices.camera import Frame
     from assistant.engine import Engine
-    from assistant.history import open_history
+    from assistant.store.history import open_history
 
     conversation = make_conversation(tmp_path / "q.wav", SENTENCES[:1])
     samples = WavMicrophone.load(conversation.path)
@@ -41,7 +41,7 @@ def test_an_utterance_is_transcribed_and_answered_like_a_typed_turn(tmp_path, pa
     events = []
     settings = Settings(model=str(tiny_models["idefics3"]), device="cpu", asr_model=str(tiny_whisper),
                         max_new_tokens=8)
-    engine = Engine(settings, paths, events.append, history=store)
+    engine = Engine(settings, paths, events.append, store=store)
     rng = np.random.default_rng(0)
     frames = tuple(Frame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), i * 0.25, i) for i in range(6))
     reply = engine.handle_utterance(samples, frames)
@@ -53,7 +53,7 @@ def test_an_utterance_is_transcribed_and_answered_like_a_typed_turn(tmp_path, pa
     assert kinds == [Transcribed, FramesChosen, ReplyFinished]  # the transcript is shown before the answer
     saved = store.messages(engine.conversation_id)
     assert [(m.role, m.text) for m in saved] == [("user", transcribed[0].text), ("assistant", reply.text)]
-    assert engine.history[0].text == transcribed[0].text and engine.history[0].images  # frames went with it
+    assert engine.chat[0].text == transcribed[0].text and engine.chat[0].images  # frames went with it
     engine.unload()
     engine.unload_recognizer()
     store.close()
@@ -67,7 +67,7 @@ def test_nothing_recognized_sends_no_turn(paths, tiny_models, real_whisper):
     assert engine.handle_utterance(np.zeros(16000, np.int16)) is None
     transcribed = [e for e in events if isinstance(e, Transcribed)]
     assert len(transcribed) == 1 and transcribed[0].text == ""
-    assert engine.backend is None and engine.history == []  # the chat model was not even needed
+    assert engine.backend is None and engine.chat == []  # the chat model was not even needed
     engine.unload_recognizer()
 
 
@@ -80,7 +80,7 @@ def test_a_speech_model_that_fails_to_load_is_reported_and_the_engine_goes_on(pa
     errors = [e for e in events if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and "Speech recognition is not available" in errors[0].message
     assert "/no/such/whisper" in errors[0].message
-    from assistant.messages import UserTurn
+    from assistant.events import UserTurn
 
     assert engine.handle_turn(UserTurn("Still here?")) is not None  # typing still works
     engine.unload()
@@ -214,7 +214,7 @@ def test_headless_answers_every_utterance_of_a_recording_in_order(tmp_path, data
     heard = [line.removeprefix("you: ") for line in lines[::2]]
     assert word_error_rate(" ".join(sentences), " ".join(heard)) <= 0.10, heard
     assert all(line.removeprefix("assistant: ").strip() for line in lines[1::2])
-    from assistant.voice.audio import read_wav
+    from assistant.devices.audio import read_wav
 
     assert read_wav(reply_wav).seconds > 0.5  # the replies were spoken into the file
     exported = run("--export-chat", "last", "--format", "json", "--data-dir", data_dir)

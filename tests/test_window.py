@@ -9,11 +9,11 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from assistant.messages import State
+from assistant.events import State
 from assistant.settings import Settings, load_settings
 from tests.conftest import failing_factory, paced_factory
-from ui.bridge import EngineBridge
-from ui.chat_view import markdown_to_html
+from ui.workers.pipeline import SessionBridge
+from ui.panels.chat import markdown_to_html
 from ui.main_window import MainWindow
 
 
@@ -123,7 +123,7 @@ def test_stop_mid_generation_keeps_the_partial_reply(qtbot, open_window, tiny_mo
     reply = window.chat.messages[-1]
     assert reply.state == "stopped" and reply.text
     assert "Stopped" in reply.footer.text()
-    assert window.bridge.engine.history[-1].text == reply.text
+    assert window.bridge.engine.chat[-1].text == reply.text
     # The next question is answered normally.
     window.bridge.engine.backend.generate_kwargs = {}
     send(qtbot, window, "short please")
@@ -148,7 +148,7 @@ def test_bad_model_path_shows_an_error_and_the_app_recovers(qtbot, open_window, 
     wait_idle(qtbot, window)
     assert window.chat.messages[-1].state == "failed"
     assert "No model is loaded" in window.chat.messages[-1].footer.text()
-    # Choosing a real model (what the Model… dialog does) makes it work.
+    # Choosing a real model (what the Settings… dialog does) makes it work.
     with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
                           check_params_cb=lambda e: e.state is State.READY):
         window.apply_settings(window.settings.replace(model=str(tiny_models["causal_lm"]), max_new_tokens=4))
@@ -179,7 +179,7 @@ def test_broken_image_gives_a_clear_error_and_keeps_the_chat(qtbot, open_window,
     send(qtbot, window, "still working?")
     wait_idle(qtbot, window)
     assert window.chat.messages[-1].state == "done"
-    assert [m.text for m in window.bridge.engine.history if m.role == "user"] == ["first question", "still working?"]
+    assert [m.text for m in window.bridge.engine.chat if m.role == "user"] == ["first question", "still working?"]
 
 
 def test_generation_failure_keeps_the_partial_reply(qtbot, open_window, tiny_models):
@@ -190,7 +190,7 @@ def test_generation_failure_keeps_the_partial_reply(qtbot, open_window, tiny_mod
     assert failed.state == "failed" and failed.text  # what had streamed is still shown
     assert "failed while answering" in failed.footer.text() and "device-side assert" in failed.footer.text()
     assert window.state_label.text().startswith("Ready")
-    assert window.bridge.engine.history == []  # a failed turn does not poison the model's context
+    assert window.bridge.engine.chat == []  # a failed turn does not poison the model's context
     assert window.send_button.isVisible()
 
 
@@ -214,7 +214,7 @@ def test_new_chat_clears_view_and_model_history(qtbot, open_window, tiny_models)
     send(qtbot, window, "remember tokyo")
     wait_idle(qtbot, window)
     window.new_chat_action.trigger()
-    qtbot.waitUntil(lambda: window.bridge.engine.history == [], timeout=5000)
+    qtbot.waitUntil(lambda: window.bridge.engine.chat == [], timeout=5000)
     assert window.chat.messages == []
     send(qtbot, window, "what did I say?")
     wait_idle(qtbot, window)
@@ -242,14 +242,14 @@ def test_closing_during_generation_joins_the_thread(qtbot, paths, tiny_models):
 
 
 def test_tokens_are_coalesced(qtbot, paths, tiny_models):
-    bridge = EngineBridge(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=300), paths,
+    bridge = SessionBridge(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=300), paths,
                           backend_factory=paced_factory(min_new_tokens=300), flush_ms=50)
     try:
         emissions = []
         bridge.tokens.connect(lambda turn_id, text: emissions.append(text))
         with qtbot.waitSignal(bridge.status_changed, timeout=30_000, check_params_cb=lambda e: e.state is State.READY):
             bridge.load()
-        from assistant.messages import UserTurn
+        from assistant.events import UserTurn
 
         finished = []
         bridge.reply_finished.connect(finished.append)
@@ -273,7 +273,7 @@ def test_markdown_rendering():
 
 
 def test_status_line_shows_download_progress(qtbot, paths, tiny_models):
-    from assistant.messages import StatusEvent
+    from assistant.events import StatusEvent
 
     window = MainWindow(Settings(model="HuggingFaceTB/SmolVLM-256M-Instruct"), paths)
     qtbot.addWidget(window)
@@ -299,7 +299,7 @@ SPOKEN = "Hello there. Here is the first answer. And a second sentence follows i
 @pytest.fixture
 def speaking_window(qtbot, paths, tmp_path):
     """A window whose (scripted) replies are spoken into a real-time WAV recorder."""
-    from assistant.voice.audio import WavRecorderSpeaker
+    from assistant.devices.speaker import WavRecorderSpeaker
     from tests.conftest import scripted_factory
 
     def open_(reply: str, chunk_delay: float):
@@ -392,8 +392,8 @@ def test_changing_a_setting_saves_only_that_setting(qtbot, paths, tiny_models):
 
 
 def test_settings_dialog_edits_every_setting(qtbot):
-    from assistant.voice.tts import Voice
-    from ui.settings_dialog import SettingsDialog
+    from assistant.speech.tts import Voice
+    from ui.dialogs.settings import SettingsDialog
 
     dialog = SettingsDialog(Settings(), voices=[Voice("en-us", "English (America)"), Voice("fr-fr", "French")])
     qtbot.addWidget(dialog)

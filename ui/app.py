@@ -11,12 +11,13 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from assistant.options import paths_from, quiet_libraries, settings_from
-from assistant.history import HistoryError, open_history
+from assistant.cli.options import paths_from, quiet_libraries, settings_from
+from assistant.store.history import HistoryError, open_history
 from assistant.settings import APP_NAME, APP_TITLE, load_settings
-from assistant.voice.audio import AudioDeviceError, open_speaker
+from assistant.devices.audio import AudioDeviceError
+from assistant.devices.speaker import open_speaker
 
-from .main_window import MainWindow
+from ui.main_window import MainWindow
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
@@ -52,13 +53,13 @@ def run_gui(args: argparse.Namespace) -> int:
         speaker = open_speaker(args.speaker)
     except AudioDeviceError as exc:
         notice = " ".join(filter(None, [notice, f"{exc} Replies are shown but not spoken."]))
-    history = None
+    store = None
     try:
-        history, warning = open_history(paths.data)
+        store, warning = open_history(paths.data)
         notice = " ".join(filter(None, [notice, warning]))
     except HistoryError as exc:
         notice = " ".join(filter(None, [notice, f"{exc} Chats are not saved in this session."]))
-    window = MainWindow(settings, paths, startup_notice=notice or None, speaker=speaker, history=history)
+    window = MainWindow(settings, paths, startup_notice=notice or None, speaker=speaker, store=store)
     app.aboutToQuit.connect(window.bridge.shutdown)  # quitting without closing the window
     window.show()
     window.bridge.load()  # in the pipeline thread: the window is usable while the model loads
@@ -66,7 +67,7 @@ def run_gui(args: argparse.Namespace) -> int:
     # Tear the window down while the QApplication still exists, in Qt's order.
     window.deleteLater()
     app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
-    if history is not None:
-        history.close()
+    if store is not None:
+        store.close()
     logging.getLogger(__name__).info("exiting with %s", code)
     return code

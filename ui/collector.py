@@ -6,7 +6,7 @@ collection there can finalize Qt wrapper objects that belong to the GUI thread
 (a closed dialog, a window's lambdas), and PySide then crashes.  So while the
 window runs, automatic collection is off, and this object collects on a GUI
 timer, honouring the usual thresholds.  The engine's explicit requests
-(``assistant.memory.collect()``, after a model is dropped) are served here too,
+(``assistant.garbage.collect()``, after a model is dropped) are served here too,
 at the next tick.
 """
 
@@ -17,7 +17,7 @@ import threading
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer
 
-from assistant import memory
+from assistant import garbage
 
 INTERVAL_MS = 250
 
@@ -32,13 +32,13 @@ class GuiThreadCollector(QObject):
         self._timer.timeout.connect(self.check)
         self._timer.start()
         gc.disable()
-        memory.set_collector(self.request)
+        garbage.set_collector(self.request)
         app.aboutToQuit.connect(self.uninstall)
 
     def request(self) -> None:
         """From any thread: collect now if this is the GUI thread, else at the next tick."""
         if threading.current_thread() is threading.main_thread():
-            memory.collect_now()
+            garbage.collect_now()
             self.collections += 1
         else:
             self._requested.set()
@@ -46,7 +46,7 @@ class GuiThreadCollector(QObject):
     def check(self) -> None:
         if self._requested.is_set():
             self._requested.clear()
-            memory.collect_now()
+            garbage.collect_now()
             self.collections += 1
             return
         counts, thresholds = gc.get_count(), gc.get_threshold()
@@ -57,7 +57,7 @@ class GuiThreadCollector(QObject):
 
     def uninstall(self) -> None:
         self._timer.stop()
-        memory.set_collector(None)
+        garbage.set_collector(None)
         gc.enable()
 
 

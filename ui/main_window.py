@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.engine import BackendFactory, default_backend_factory
-from assistant.hub import human_bytes
-from assistant.messages import (
+from assistant.models.hub import human_bytes
+from assistant.events import (
     ConversationOpened,
     ErrorEvent,
     ErrorKind,
@@ -43,21 +43,22 @@ from assistant.messages import (
     UserTurn,
 )
 from assistant.settings import APP_TITLE, AppPaths, Settings, load_settings, save_settings
-from assistant.voice.audio import Speaker
-from assistant.voice.vad import Utterance
-from assistant.voice.voice_in import ListenEvent, ListenState
-from assistant.voice.voice_out import SpeechEvent
+from assistant.devices.speaker import Speaker
+from assistant.encoders.vad import Utterance
+from assistant.encoders.listener import ListenEvent, ListenState
+from assistant.speech.voice_out import SpeechEvent
 
-from .bridge import EngineBridge, ModelsBridge
-from .camera_panel import CameraPanel, frame_to_qimage
-from .chat_view import ChatView
-from .composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
-from .mic_panel import MicPanel
-from .settings_dialog import SettingsDialog
-from .sidebar import Sidebar
+from ui.workers.models import ModelsBridge
+from ui.workers.pipeline import SessionBridge
+from ui.panels.camera import CameraPanel, frame_to_qimage
+from ui.panels.chat import ChatView
+from ui.panels.composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
+from ui.panels.microphone import MicPanel
+from ui.dialogs.settings import SettingsDialog
+from ui.panels.sidebar import Sidebar
 
 if TYPE_CHECKING:
-    from assistant.history import HistoryStore
+    from assistant.store.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,10 @@ class MainWindow(QMainWindow):
         startup_notice: str | None = None,
         persist_settings: bool = True,
         speaker: Speaker | None = None,
-        history: HistoryStore | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         super().__init__()
-        from .collector import install as install_collector
+        from ui.collector import install as install_collector
 
         install_collector()  # Python's garbage collection on this (the GUI) thread only
         self.settings = settings
@@ -97,8 +98,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_TITLE)
         self.resize(980, 720)
         self.setAcceptDrops(True)
-        self.bridge = EngineBridge(settings, paths, backend_factory, parent=self, speaker=speaker, history=history)
-        self.sidebar: Sidebar | None = Sidebar() if history is not None else None
+        self.bridge = SessionBridge(settings, paths, backend_factory, parent=self, speaker=speaker, store=store)
+        self.sidebar: Sidebar | None = Sidebar() if store is not None else None
         self.camera_panel = CameraPanel(settings.camera, settings.mirror_camera)
         self.mic_panel = MicPanel(settings.mic, settings.hands_free)
         self.mic_panel.follow(
@@ -137,12 +138,12 @@ class MainWindow(QMainWindow):
             self.bridge.conversations.connect(lambda e: sidebar.show_conversations(e.items, e.current_id))
             self.bridge.search_results.connect(lambda e: sidebar.show_search(e.query, e.hits))
             sidebar.open_requested.connect(self.bridge.open_conversation)
-            sidebar.rename_requested.connect(lambda i, t: self.bridge.history_request("rename_conversation", i, t))
-            sidebar.delete_requested.connect(lambda i: self.bridge.history_request("delete_conversation", i))
+            sidebar.rename_requested.connect(lambda i, t: self.bridge.rename_conversation(i, t))
+            sidebar.delete_requested.connect(lambda i: self.bridge.delete_conversation(i))
             sidebar.export_requested.connect(self.export_conversation)
             sidebar.search_changed.connect(self.search)
             sidebar.new_chat_requested.connect(self.new_chat)
-            self.bridge.read_request("list_conversations")
+            self.bridge.list_conversations()
         self.on_status(self.bridge.status)
         self.on_busy(False)
         if startup_notice:
@@ -160,7 +161,7 @@ class MainWindow(QMainWindow):
         self.new_chat_action = QAction("New chat", self)
         self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
         self.new_chat_action.triggered.connect(self.new_chat)
-        self.settings_action = QAction("Model…", self)
+        self.settings_action = QAction("Settings…", self)
         self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
         self.settings_action.triggered.connect(self.open_settings)
         self.models_action = QAction("Models…", self)
@@ -424,26 +425,26 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def search(self, query: str) -> None:
         if query:
-            self.bridge.read_request("search", query)
+            self.bridge.search(query)
         else:
-            self.bridge.read_request("list_conversations")
+            self.bridge.list_conversations()
 
     @Slot(int, str)
     def export_conversation(self, conversation_id: int, fmt: str) -> None:
         if fmt == "md":
             folder = QFileDialog.getExistingDirectory(self, "Export chat as Markdown into folder")
             if folder:
-                self.bridge.history_request("export_conversation", conversation_id, "md", Path(folder))
+                self.bridge.export_conversation(conversation_id, "md", Path(folder))
         else:
             path, _ = QFileDialog.getSaveFileName(self, "Export chat as JSON", "chat.json", "JSON (*.json)")
             if path:
-                self.bridge.history_request("export_conversation", conversation_id, "json", Path(path))
+                self.bridge.export_conversation(conversation_id, "json", Path(path))
 
     @Slot()
     def import_conversation(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a chat", "", "JSON (*.json)")
         if path:
-            self.bridge.history_request("import_conversation", Path(path))
+            self.bridge.import_conversation(Path(path))
 
     @Slot(int, str)
     def on_tokens(self, turn_id: int, text: str) -> None:
@@ -561,7 +562,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_models(self) -> None:
         """The Models page (one, non-modal: a download goes on while the user chats)."""
-        from .models_page import ModelsPage
+        from ui.dialogs.models import ModelsPage
 
         if self.models_page is None:
             self.models_bridge = ModelsBridge(self.paths, parent=self)

@@ -1,0 +1,134 @@
+"""``--ask``: one question answered on the command line.
+
+The answer streams to stdout; progress, the chosen camera frames
+(``frame t=1.23 weight=0.456``, a stable format) and errors go to stderr.  A
+failure prints one ``error:`` line (no traceback) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from assistant.cli.console import ConsoleProgress, fail, open_store, settings_for_run
+from assistant.cli.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, quiet_libraries
+from assistant.errors import BadInputError
+from assistant.events import ErrorEvent, FramesChosen, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
+from assistant.settings import SettingsError
+
+LIVE_CAPTURE_SECONDS = 3.0  # how long --ask watches a live camera before asking
+
+
+def capture_frames(spec: str) -> tuple:
+    """Recent frames for ``--ask --camera``: a whole video file (decoded as fast as it
+    goes), or a few seconds of a live camera or stream."""
+    from assistant.devices.camera import CameraSource, parse_source
+    from assistant.fusion.frame_buffer import FrameBuffer
+
+    source = parse_source(spec)
+    is_file = isinstance(source, str) and os.path.isfile(source)
+    buffer = FrameBuffer()
+    camera = CameraSource(source, realtime=not is_file, buffer=buffer, reconnect=False)
+    camera.start()
+    try:
+        if is_file:
+            camera.wait_until_ended(timeout=600)
+        else:
+            deadline = time.monotonic() + LIVE_CAPTURE_SECONDS
+            while time.monotonic() < deadline and camera.status.state not in ("failed", "ended"):
+                time.sleep(0.05)
+    finally:
+        camera.stop()
+    frames = tuple(buffer.frames())
+    if not frames:
+        raise RuntimeError(f"the camera '{spec}' gave no frames ({camera.status.detail})")
+    return frames
+
+
+def read_images(paths: list[str]) -> tuple[ImageInput, ...]:
+    """Each ``--image`` read once and checked before a slow model load."""
+    from assistant.encoders.images import decode_image, read_image_bytes
+
+    images = []
+    for path in paths:
+        source = ImageInput.from_path(path)
+        data = read_image_bytes(source)
+        decode_image(data, source.name)
+        images.append(ImageInput.from_bytes(data, source.name))
+    return tuple(images)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from assistant.session import Session
+
+    quiet_libraries(args.verbose)
+    question = sys.stdin.read() if args.ask == "-" else args.ask
+    try:
+        images = read_images(args.image)
+        paths, settings = settings_for_run(args)
+    except (BadInputError, SettingsError) as exc:
+        return fail(str(exc))
+    if not question.strip() and not images and args.camera is None:
+        return fail("--ask needs a question (or an --image).", EXIT_USAGE)
+
+    frames: tuple = ()
+    if args.camera is not None:
+        try:
+            frames = capture_frames(args.camera)
+        except RuntimeError as exc:
+            return fail(str(exc))
+
+    speaker = None
+    if args.speaker:
+        from assistant.devices.audio import AudioDeviceError
+        from assistant.devices.speaker import open_speaker
+
+        try:
+            speaker = open_speaker(args.speaker, realtime=False)
+        except AudioDeviceError as exc:
+            return fail(str(exc))
+
+    errors: list[str] = []
+    progress = ConsoleProgress()
+    out = sys.stdout
+
+    def show(event) -> None:
+        if isinstance(event, TokenChunk):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, StatusEvent):
+            progress.show(event)
+        elif isinstance(event, ErrorEvent):
+            errors.append(event.message)
+        elif isinstance(event, FramesChosen):
+            for choice in event.chosen:  # a stable format: scripts read these lines
+                print(f"frame t={choice.frame.t:.2f} weight={choice.weight:.3f}", file=sys.stderr, flush=True)
+        elif isinstance(event, ReplyFinished):
+            out.write("\n")
+            out.flush()
+
+    store = open_store(args, paths)
+    session = Session(settings, paths, show, speaker=speaker, store=store,
+                      on_speech=lambda e: e.kind == "error" and errors.append(e.text))
+    reply = None
+    try:
+        ok = session.load()
+        progress.done()
+        if not ok:
+            return fail(errors[-1] if errors else "the model could not be loaded.")
+        reply = session.answer(UserTurn(question, images, frames=frames))
+        if reply is not None:
+            session.wait_spoken()
+    except KeyboardInterrupt:
+        session.stop()
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        session.close()
+        if store is not None:
+            store.close()
+    if reply is None or errors:
+        return fail(errors[-1] if errors else "no answer was produced.")
+    return EXIT_OK

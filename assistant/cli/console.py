@@ -1,0 +1,82 @@
+"""What the command-line front ends share: settings and history for one run, progress and errors on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from assistant.cli.options import EXIT_FAILED, paths_from, settings_from
+from assistant.events import State, StatusEvent
+from assistant.settings import AppPaths, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from assistant.store.history import HistoryStore
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    """One ``error:`` line on stderr (no traceback); returns the exit code."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def settings_for_run(args: argparse.Namespace) -> tuple[AppPaths, Settings]:
+    """The saved settings with this run's flags on top (a damaged file is reported and set aside).
+
+    Raises ``SettingsError`` for a flag that makes no valid setting."""
+    paths = paths_from(args)
+    loaded = load_settings(paths)
+    if loaded.warning:
+        warn(loaded.warning)
+    return paths, settings_from(args, loaded.settings)
+
+
+def open_store(args: argparse.Namespace, paths: AppPaths) -> HistoryStore | None:
+    """The chat history for a command-line session (None with --no-history or when unusable)."""
+    if args.no_history:
+        return None
+    from assistant.store.history import HistoryError, open_history
+
+    try:
+        store, warning = open_history(paths.data)
+        if warning:
+            warn(warning)
+        return store
+    except HistoryError as exc:
+        warn(f"{exc} This session is not saved.")
+        return None
+
+
+class ConsoleProgress:
+    """Download progress on stderr: one updating line on a terminal, sparse lines otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_line = ""
+        self.last_decile = -1
+
+    def show(self, event: StatusEvent) -> None:
+        if event.state is not State.LOADING or not event.detail.startswith("Downloading"):
+            return
+        if self.tty:
+            self.stream.write("\r" + event.detail[:120].ljust(len(self.last_line)))
+            self.last_line = event.detail[:120]
+        else:
+            decile = int((event.progress or 0) * 10)
+            if decile != self.last_decile:
+                self.last_decile = decile
+                self.stream.write(event.detail + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and self.last_line:
+            self.stream.write("\n")
+            self.last_line = ""
+
+
+__all__ = ["ConsoleProgress", "SettingsError", "fail", "open_store", "settings_for_run", "warn"]

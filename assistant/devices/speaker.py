@@ -1,0 +1,164 @@
+"""The speaker: where speech goes.  A WAV recorder (file-backed, for replay and tests) and a sound device."""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from assistant.devices.audio import PORTAUDIO_LOCK, AudioDeviceError, native_stderr_silenced, resample
+
+
+class Speaker(abc.ABC):
+    """Where speech goes.  ``play`` may block for about the length of the chunk."""
+
+    name = "speaker"
+
+    @abc.abstractmethod
+    def play(self, chunk: np.ndarray, rate: int) -> None:
+        """Play (or write) one short chunk of mono int16 audio."""
+
+    def abort(self) -> None:
+        """Drop anything queued in the device so that sound stops at once."""
+
+    def close(self) -> None:
+        """Release the device."""
+
+
+class WavRecorderSpeaker(Speaker):
+    """Writes everything that is spoken, in order, to one WAV file.
+
+    ``realtime=True`` paces writing like a sound card (the window, and tests of
+    stopping mid-sentence); ``False`` writes as fast as speech is made (``--ask``).
+    """
+
+    def __init__(self, path: str | Path, realtime: bool = True, rate: int | None = None) -> None:
+        self.path = Path(path)
+        self.name = f"recording to {self.path.name}"
+        self.realtime = realtime
+        self.rate = rate
+        self._wav: wave.Wave_write | None = None
+        self._lock = threading.Lock()
+        self._clock: float | None = None  # when the audio written so far will have finished playing
+        self.samples_written = 0
+        self._closed = False
+
+    def _open(self, rate: int) -> wave.Wave_write:
+        if self._wav is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.rate = self.rate or rate
+            self._wav = wave.open(str(self.path), "wb")
+            self._wav.setnchannels(1)
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(self.rate)
+        return self._wav
+
+    def play(self, chunk: np.ndarray, rate: int) -> None:
+        with self._lock:
+            self._open(rate)
+            data = resample(chunk, rate, self.rate)
+            self._wav.writeframes(data.astype("<i2").tobytes())
+            self.samples_written += len(data)
+        if self.realtime:
+            now = time.monotonic()
+            start = max(now, self._clock or now)
+            self._clock = start + len(data) / self.rate
+            # Stay at most one chunk ahead of the "speaker", as a device buffer would.
+            wait = self._clock - now - len(data) / self.rate
+            if wait > 0:
+                time.sleep(wait)
+
+    def abort(self) -> None:
+        self._clock = None
+
+    def close(self) -> None:
+        """Finish the file; with nothing spoken it is a valid, empty WAV."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._open(self.rate or 22050).close()
+                self._wav = None
+
+
+class PyAudioSpeaker(Speaker):
+    """The computer's sound output through PortAudio (PyAudio), in blocking chunks."""
+
+    def __init__(self, device: int | str | None = None) -> None:
+        try:
+            import pyaudio
+        except ImportError as exc:
+            raise AudioDeviceError(f"Sound output needs PyAudio ({exc}).") from None
+        self._pyaudio = pyaudio
+        with PORTAUDIO_LOCK, native_stderr_silenced():  # PortAudio's ALSA/JACK probing chatters on stderr
+            self._pa = pyaudio.PyAudio()
+        self.device_index = self._find(device)
+        info = self._pa.get_device_info_by_index(self.device_index)
+        self.name = str(info.get("name", "speaker"))
+        self._stream = None
+        self._rate: int | None = None
+        self._lock = threading.Lock()
+
+    def _find(self, device: int | str | None) -> int:
+        outputs = [
+            self._pa.get_device_info_by_index(i)
+            for i in range(self._pa.get_device_count())
+            if self._pa.get_device_info_by_index(i).get("maxOutputChannels", 0) > 0
+        ]
+        if not outputs:
+            with PORTAUDIO_LOCK:
+                self._pa.terminate()
+            raise AudioDeviceError("No sound output device was found.")
+        if device is None:
+            try:
+                return int(self._pa.get_default_output_device_info()["index"])
+            except (OSError, KeyError):
+                return int(outputs[0]["index"])
+        for info in outputs:
+            if str(device) == str(info["index"]) or str(device).lower() in str(info["name"]).lower():
+                return int(info["index"])
+        with PORTAUDIO_LOCK:
+            self._pa.terminate()
+        raise AudioDeviceError(f"Sound output device '{device}' was not found.")
+
+    def play(self, chunk: np.ndarray, rate: int) -> None:
+        with self._lock:
+            if self._stream is None or self._rate != rate:
+                if self._stream is not None:
+                    self._stream.close()
+                try:
+                    self._stream = self._pa.open(
+                        format=self._pyaudio.paInt16, channels=1, rate=rate, output=True,
+                        output_device_index=self.device_index, frames_per_buffer=512,
+                    )
+                except OSError as exc:
+                    self._stream = None
+                    raise AudioDeviceError(f"The sound device could not be opened: {exc}") from None
+                self._rate = rate
+            stream = self._stream
+        if stream.is_stopped():
+            stream.start_stream()
+        stream.write(chunk.astype("<i2").tobytes())
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._stream is not None and not self._stream.is_stopped():
+                self._stream.stop_stream()  # drops what the device had buffered
+
+    def close(self) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+            with PORTAUDIO_LOCK:
+                self._pa.terminate()
+
+
+def open_speaker(spec: str | None, realtime: bool = True) -> Speaker:
+    """``spec``: a ``.wav`` path (recorder), a device index or name, or None (the default device)."""
+    if spec and spec.lower().endswith(".wav"):
+        return WavRecorderSpeaker(spec, realtime=realtime)
+    return PyAudioSpeaker(spec)

@@ -1,0 +1,483 @@
+"""A generator that is a client of an OpenAI-compatible server (vLLM, Ollama, llama.cpp server).
+
+Chat completions are streamed with the official ``openai`` client.  Images go
+inline as ``image_url`` data URLs (JPEG, shrunk to ``image_max_side``).  Stop is
+checked between chunks, and a small watcher closes the connection under a read
+that is still waiting for the server (a long prompt being processed), so Stop
+takes effect at once and the server stops generating for a client that left.
+
+Every failure becomes one clear sentence (``ModelLoadError`` while connecting,
+``GenerationError`` while answering, ``PromptTooLongError`` when the server says
+the conversation is too long for its context window); the API key is scrubbed
+from anything shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from assistant.errors import Cancelled, GenerationError, ModelLoadError
+from assistant.encoders.images import encode_jpeg
+from assistant.secrets import scrub
+from assistant.generators.base import (
+    BackendInfo,
+    ChatMessage,
+    GenerationParams,
+    GenerationResult,
+    GeneratorBackend,
+    PromptTooLongError,
+    TextCallback,
+)
+from assistant.progress import CancelToken, NeverCancelled, Progress, ProgressCallback
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Sent when no key is configured: local servers (vLLM without --api-key, Ollama,
+# llama.cpp) ignore it, and a server that needs a key answers 401, which we explain.
+NO_KEY = "no-key"
+
+# How servers word "the prompt does not fit": vLLM, llama.cpp, OpenAI, TGI, LM Studio.
+_CONTEXT_WORDS = re.compile(
+    r"context (length|window|size)|maximum context|n_ctx|too many tokens|prompt is too long|"
+    r"input is too long|exceeds? the (model'?s? )?(maximum|max)|max_model_len|maximum input length",
+    re.I,
+)
+
+
+class _ServerError(Exception):
+    """Internal: a failure already worded for the user, and whether it was a lost connection."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The lowest-level cause of a connection failure, in a few words."""
+    cause: BaseException | None = exc
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause or exc).strip()
+    match = re.search(r"\[Errno -?\d+\]\s*(.+)", text)
+    if match:
+        text = match.group(1)
+    return (text.splitlines()[0] if text else type(cause or exc).__name__)[:160]
+
+
+def _server_message(exc: Any) -> str:
+    """The ``message`` of an OpenAI-style error body (or of a plain body), shortened."""
+    body = getattr(exc, "body", None)
+    message = ""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            message = str(error.get("message") or error.get("detail") or "")
+        elif isinstance(error, str):
+            message = error
+        if not message and "detail" in body:
+            message = str(body["detail"])
+    elif isinstance(body, str):
+        message = body
+    if not message:
+        message = getattr(exc, "message", "") or str(exc)
+    message = " ".join(str(message).split())
+    return message if len(message) <= 300 else message[:299] + "…"
+
+
+def _error_code(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
+def explain(exc: BaseException, base_url: str, model: str, key: str | None, timeout: float) -> Exception:
+    """A client-library exception as an exception whose text is fit for the user.
+
+    Returns ``PromptTooLongError`` for a context overflow, else ``_ServerError``.
+    """
+    import openai
+
+    where = f"the server at {base_url}"
+    if isinstance(exc, openai.APITimeoutError):
+        text = f"{where.capitalize()} did not answer within {timeout:g} seconds."
+    elif isinstance(exc, openai.APIConnectionError):
+        text = (
+            f"Could not connect to {where} ({_reason(exc)}). "
+            "Is the server running, and are the address and port right?"
+        )
+    elif isinstance(exc, openai.APIStatusError):
+        status, message = exc.status_code, _server_message(exc)
+        if status == 400 and (_CONTEXT_WORDS.search(message) or _error_code(exc) == "context_length_exceeded"):
+            return PromptTooLongError(scrub(message, key))
+        if status == 401:
+            hint = "Set the right key in Settings… or OPENAI_API_KEY." if key and key != NO_KEY else (
+                "It needs an API key: set one in Settings… or OPENAI_API_KEY.")
+            text = f"{where.capitalize()} refused the API key (401 Unauthorized). {hint}"
+        elif status == 403:
+            text = f"{where.capitalize()} denied access (403 Forbidden): {message}"
+        elif status == 404:
+            text = (
+                f"{where.capitalize()} answered 404 Not Found ({message}). Check the model name '{model}', "
+                "and that the base URL ends in /v1."
+            )
+        elif status == 429:
+            text = f"{where.capitalize()} is rate-limiting requests (429 Too Many Requests): try again in a moment."
+        elif status >= 500:
+            text = f"{where.capitalize()} failed with an internal error ({status}): {message}"
+        else:
+            text = f"{where.capitalize()} rejected the request ({status}): {message}"
+    elif isinstance(exc, openai.OpenAIError):
+        text = f"The request to {where} failed: {_reason(exc)}"
+    else:
+        text = f"The request to {where} failed: {type(exc).__name__}: {_reason(exc)}"
+    return _ServerError(scrub(text, key))
+
+
+def _make_client(base_url: str, key: str | None, timeout: float):
+    import openai
+
+    # Our own retries (bounded, cancellable, connect errors only): none in the client.
+    return openai.OpenAI(base_url=base_url, api_key=key or NO_KEY, timeout=timeout, max_retries=0)
+
+
+def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str]:
+    """The model names the server at ``base_url`` serves (``GET /v1/models``), sorted.
+
+    Raises ``ModelLoadError`` with a clear message when the server cannot be asked.
+    """
+    client = _make_client(base_url, api_key, timeout)
+    try:
+        return sorted(model.id for model in client.models.list())
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+        raise ModelLoadError(str(explain(exc, base_url, "", api_key, timeout))) from None
+    finally:
+        client.close()
+
+
+def image_data_url(image: Image.Image, max_side: int) -> str:
+    """An image as a ``data:image/jpeg;base64,...`` URL, no side longer than ``max_side``."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    if max(rgb.size) > max_side:
+        rgb = rgb.copy()
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(np.asarray(rgb))).decode("ascii")
+
+
+class _DataUrlCache:
+    """Encoded images by identity: a history image is encoded once, not on every turn."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: dict[int, tuple[weakref.ref, int, str]] = {}
+
+    def get(self, image: Image.Image, max_side: int) -> str:
+        hit = self._items.get(id(image))
+        if hit is not None and hit[0]() is image and hit[1] == max_side:
+            return hit[2]
+        url = image_data_url(image, max_side)
+        if len(self._items) >= self.size:
+            self._items.pop(next(iter(self._items)))
+        self._items[id(image)] = (weakref.ref(image), max_side, url)
+        return url
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under a streaming response, when the HTTP library exposes it."""
+    try:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+    except Exception:  # noqa: BLE001 - only an optimisation: polling between chunks still works
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class _StopWatcher:
+    """Shuts the connection down as soon as ``cancel`` is set, waking a blocked read.
+
+    A thread per request, joined when the request ends.  Without it, Stop would
+    wait for the server's next chunk (seconds while it processes a long prompt).
+    """
+
+    POLL_S = 0.02
+
+    def __init__(self, response: Any, cancel: CancelToken) -> None:
+        self.fired = False
+        self._sock = _socket_of(response)
+        self._cancel = cancel
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self._sock is not None and not isinstance(cancel, NeverCancelled):
+            self._thread = threading.Thread(target=self._run, name="openai-stop-watcher")
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.POLL_S):
+            if self._cancel.cancelled:
+                self.fired = True
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class OpenAIBackend(GeneratorBackend):
+    """Streams chat completions from an OpenAI-compatible server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "",
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        image_max_side: int = 1024,
+        connect_attempts: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.strip().rstrip("/")
+        self.model = model.strip()
+        self._key = api_key or None
+        self.timeout = float(timeout)
+        self.image_max_side = image_max_side
+        self.connect_attempts = max(1, connect_attempts)
+        self.backoff_s = backoff_s
+        self.client: Any = None
+        self.info: BackendInfo | None = None
+        self.extra_body: dict[str, Any] = {}  # server-specific request fields (e.g. top_k, repeat_penalty)
+        self._images = _DataUrlCache()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIBackend({self.base_url!r}, model={self.model!r})"
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _explain(self, exc: BaseException) -> Exception:
+        return explain(exc, self.base_url, self.model, self._key, self.timeout)
+
+    def _with_retries(self, call: Callable[[], T], cancel: CancelToken) -> T:
+        """``call()``, again after a pause when the server could not be reached at all.
+
+        Bounded (``connect_attempts``), backing off (0.5 s, 1 s, 2 s …), and the
+        pauses end at once on Stop (``Cancelled``).  Timeouts and HTTP errors are
+        not retried: the server is there and said something.
+        """
+        import openai
+
+        delay = self.backoff_s
+        for attempt in range(1, self.connect_attempts + 1):
+            if cancel.cancelled:
+                raise Cancelled("Cancelled.")
+            try:
+                return call()
+            except openai.APITimeoutError:
+                raise
+            except openai.APIConnectionError as exc:
+                if attempt == self.connect_attempts:
+                    raise
+                log.info("%s unreachable (%s); retry %d in %.1f s", self.base_url, _reason(exc), attempt, delay)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    if cancel.cancelled:
+                        raise Cancelled("Cancelled.") from None
+                    time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    # -- the backend interface -------------------------------------------------------------
+
+    def load(self, progress: ProgressCallback, cancel: CancelToken) -> BackendInfo:
+        progress(Progress("load", None, f"Connecting to {self.base_url}…"))
+        self.unload()
+        client = _make_client(self.base_url, self._key, self.timeout)
+        try:
+            try:
+                served = list(self._with_retries(lambda: list(client.models.list()), cancel))
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise ModelLoadError(str(self._explain(exc))) from None
+            names = sorted(m.id for m in served)
+            if not self.model:
+                if len(names) != 1:
+                    listed = ", ".join(names[:12]) or "none"
+                    raise ModelLoadError(
+                        f"Choose a model: the server at {self.base_url} serves {len(names)} models ({listed})."
+                    )
+                self.model = names[0]
+            elif self.model not in names:
+                listed = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+                raise ModelLoadError(
+                    f"The server at {self.base_url} has no model named '{self.model}'. "
+                    f"It serves: {listed or 'no models'}."
+                )
+        except BaseException:
+            client.close()
+            raise
+        self.client = client
+        entry = next(m for m in served if m.id == self.model)
+        self.info = BackendInfo(
+            model=self.model,
+            device=self.base_url,
+            dtype="server",
+            supports_images=True,  # the server decides; a text-only model answers with a clear 400
+            context_length=_context_length(entry),
+        )
+        return self.info
+
+    def request_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        """The chat in the OpenAI wire format: text as a string, images as data-URL parts."""
+        out: list[dict[str, Any]] = []
+        for message in messages:
+            if message.images:
+                parts: list[dict[str, Any]] = [
+                    {"type": "image_url", "image_url": {"url": self._images.get(image, self.image_max_side)}}
+                    for image in message.images
+                ]
+                if message.text:
+                    parts.append({"type": "text", "text": message.text})
+                out.append({"role": message.role, "content": parts})
+            else:
+                out.append({"role": message.role, "content": message.text})
+        return out
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        on_text: TextCallback,
+        cancel: CancelToken,
+    ) -> GenerationResult:
+        import openai
+
+        if self.client is None:
+            raise GenerationError("The server connection is not open: load the model first.")
+        if cancel.cancelled:
+            return GenerationResult("", 0, True)
+        body = self.request_messages(messages)
+        client = self.client
+
+        def start():
+            return client.chat.completions.create(
+                model=self.model,
+                messages=body,
+                stream=True,
+                max_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                extra_body=self.extra_body or None,
+            )
+
+        try:
+            stream = self._with_retries(start, cancel)
+        except Cancelled:
+            return GenerationResult("", 0, True)
+        except Exception as exc:  # noqa: BLE001
+            if cancel.cancelled:
+                return GenerationResult("", 0, True)
+            raise self._failure(exc) from None
+
+        parts: list[str] = []
+        chunks = 0
+        finished = False
+        watcher = _StopWatcher(stream.response, cancel)
+        try:
+            for chunk in stream:
+                if cancel.cancelled:
+                    break
+                for choice in chunk.choices or ():
+                    delta = choice.delta.content if choice.delta is not None else None
+                    if delta:
+                        chunks += 1
+                        parts.append(delta)
+                        on_text(delta)
+                    if choice.finish_reason:
+                        finished = True
+        except Exception as exc:  # noqa: BLE001
+            if cancel.cancelled or watcher.fired:
+                return GenerationResult("".join(parts), chunks, True)
+            if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+                if not parts:
+                    self._diagnose(body)
+                raise GenerationError(self._lost(parts)) from None
+            raise self._failure(exc, parts) from None
+        finally:
+            watcher.close()
+            stream.close()  # at once: the server sees the client leave and stops generating
+        if cancel.cancelled:
+            return GenerationResult("".join(parts), chunks, True)
+        if not finished:
+            if not parts:
+                self._diagnose(body)
+            raise GenerationError(self._lost(parts))
+        return GenerationResult("".join(parts), chunks, False)
+
+    def _diagnose(self, body: list[dict[str, Any]]) -> None:
+        """Why did a stream end before its first chunk?  Some servers (llama-cpp-python)
+        check the prompt's length only once streaming has begun, and then just hang up.
+        Asked once more without streaming (one token), they answer with a proper 400:
+        raise ``PromptTooLongError`` when that is it; otherwise return."""
+        import openai
+
+        for _attempt in range(2):  # the first may meet the connection the server just dropped
+            try:
+                self.client.chat.completions.create(model=self.model, messages=body, max_tokens=1, temperature=0.0,
+                                                    extra_body=self.extra_body or None)
+                return
+            except openai.APIStatusError as exc:
+                explained = self._explain(exc)
+                if isinstance(explained, PromptTooLongError):
+                    raise explained from None
+                return
+            except openai.APITimeoutError:
+                return
+            except openai.APIConnectionError:
+                continue
+            except Exception:  # noqa: BLE001 - no diagnosis: "lost" is the answer
+                return
+
+    def _lost(self, parts: list[str]) -> str:
+        kept = " The part received is kept." if parts else ""
+        return f"The connection to the server at {self.base_url} was lost in the middle of the reply.{kept}"
+
+    def _failure(self, exc: BaseException, parts: Sequence[str] = ()) -> Exception:
+        explained = self._explain(exc)
+        if isinstance(explained, PromptTooLongError):
+            return explained
+        text = str(explained)
+        if parts:
+            text += " The part received is kept."
+        return GenerationError(text)
+
+    def unload(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+        self.info = None
+
+
+def _context_length(entry: Any) -> int | None:
+    """The model's context window when the server says (vLLM: ``max_model_len``)."""
+    extra = getattr(entry, "model_extra", None) or {}
+    for name in ("max_model_len", "context_length", "n_ctx", "max_context_length"):
+        value = extra.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    meta = extra.get("meta")
+    if isinstance(meta, dict):
+        for name in ("n_ctx", "n_ctx_train"):
+            value = meta.get(name)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None

@@ -1,0 +1,217 @@
+"""A session: what every front end does with the engine, written once.
+
+The window, ``--ask`` and ``--headless`` (and the terminal chat to come) all hold
+one ``Session``.  It owns the ``Engine`` (the models, one turn at a time), the
+assistant's voice (``VoiceOut``) and the listening thread (``VoiceIn``), and wires
+them the same way for everyone:
+
+* **tokens → view and speech**: every engine event goes to the front end's
+  ``on_event``; reply text is also fed to the voice, and a reply that ends (or
+  fails) has its last sentence spoken;
+* **stop → silence**: ``stop()`` cancels the running turn and any queued ones (the
+  engine's epoch) and silences the voice, including the replies still queued;
+  a new question (``begin_turn``) silences the answer being read out;
+* **utterance → turn**: ``answer_utterance`` transcribes and answers what was said;
+  ``listen`` opens the microphone with half-duplex muting tied to this voice.
+
+Threads: ``answer``/``answer_utterance``/``load``/``apply_settings`` run in the
+one thread that owns the engine (the window's pipeline thread, or the command
+line's main thread).  ``stop``, ``silence``, ``begin_turn``/``end_turn`` and the
+voice and listening calls are safe from any thread.  Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from assistant.engine import BackendFactory, Engine, default_backend_factory
+from assistant.events import ErrorEvent, Event, ReplyFinished, TokenChunk, UserTurn
+from assistant.settings import AppPaths, Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from assistant.devices.microphone import Microphone
+    from assistant.devices.speaker import Speaker
+    from assistant.encoders.listener import ListenEvent, VoiceIn
+    from assistant.encoders.vad import Utterance
+    from assistant.speech.voice_out import SpeechEvent, VoiceOut
+    from assistant.store.history import HistoryStore
+
+HALF_DUPLEX_TAIL = 0.4  # seconds after the voice falls silent that a live microphone stays muted
+
+
+class Session:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: AppPaths,
+        on_event: Callable[[Event], None],
+        *,
+        speaker: Speaker | None = None,
+        on_speech: Callable[[SpeechEvent], None] = lambda e: None,
+        store: HistoryStore | None = None,
+        backend_factory: BackendFactory = default_backend_factory,
+    ) -> None:
+        """``on_event`` gets every engine event (in the engine's thread); ``speaker``:
+        where replies are spoken (None: not spoken); ``on_speech`` gets the voice's
+        events (in the speech thread)."""
+        self.settings = settings
+        self._on_event = on_event
+        self._pending: set[int] = set()  # turns asked and not yet finished
+        self._lock = threading.Lock()
+        self.voice: VoiceOut | None = None
+        if speaker is not None:
+            from assistant.speech import voice_out  # only a session that speaks loads the speech stage
+
+            self.voice = voice_out.VoiceOut(
+                speaker,
+                on_speech,
+                voice=settings.voice,
+                rate=settings.speech_rate,
+                volume=settings.speech_volume,
+                enabled=settings.speak_replies,
+            )
+            self.voice.start()
+        self.listener: VoiceIn | None = None
+        self.engine = Engine(settings, paths, self._route, backend_factory, store)
+
+    # -- engine events → the front end and the voice (engine thread) -------------------------
+
+    def _route(self, event: Event) -> None:
+        voice = self.voice
+        if voice is not None:
+            if isinstance(event, TokenChunk):
+                voice.feed(event.turn_id, event.text)
+            elif isinstance(event, (ReplyFinished, ErrorEvent)) and event.turn_id is not None:
+                voice.end_reply(event.turn_id)
+        self._on_event(event)
+
+    # -- turns (the engine's thread) ----------------------------------------------------------
+
+    def load(self, epoch: int | None = None) -> bool:
+        return self.engine.load(epoch)
+
+    def answer(self, turn: UserTurn, epoch: int | None = None) -> ReplyFinished | None:
+        """Answer a typed (or pasted, or camera) question; see ``Engine.handle_turn``."""
+        return self.engine.handle_turn(turn, epoch)
+
+    def answer_utterance(
+        self, samples: np.ndarray, frames: tuple = (), turn_id: int | None = None, epoch: int | None = None
+    ) -> ReplyFinished | None:
+        """Transcribe what was said and answer it; see ``Engine.handle_utterance``."""
+        return self.engine.handle_utterance(samples, frames, turn_id, epoch)
+
+    def apply_settings(self, settings: Settings, epoch: int | None = None, reload: bool = False) -> bool:
+        """New settings for the models (reloaded when they changed); see ``Engine.apply_settings``."""
+        return self.engine.apply_settings(settings, epoch, reload)
+
+    # -- turn bookkeeping and stopping (any thread) --------------------------------------------
+
+    def begin_turn(self, turn_id: int) -> None:
+        """A question was asked: it interrupts the spoken answer to the last one."""
+        self.silence()
+        with self._lock:
+            self._pending.add(turn_id)
+
+    def end_turn(self, turn_id: int) -> None:
+        with self._lock:
+            self._pending.discard(turn_id)
+
+    @property
+    def busy(self) -> bool:
+        """A turn was asked and has not ended."""
+        with self._lock:
+            return bool(self._pending)
+
+    def stop(self) -> int:
+        """Stop the reply being generated (between two tokens), the turns queued behind
+        it, and speech; returns the new epoch (work submitted under it is not stale)."""
+        epoch = self.engine.cancel()
+        self.silence()
+        return epoch
+
+    def silence(self) -> None:
+        """Silence the voice now: the reply being read, and every turn still pending, stay silent."""
+        if self.voice is not None:
+            with self._lock:
+                pending = set(self._pending)
+            self.voice.stop(silence=pending)
+
+    def interrupt_speech(self) -> None:
+        """Silence the spoken reply now; the text goes on."""
+        if self.voice is not None:
+            self.voice.stop()
+
+    def follow_settings(self, settings: Settings) -> None:
+        """Take new settings for the voice (on/off, voice, rate, volume: at once) and for
+        the next ``listen``.  The models take theirs in the engine's thread (``apply_settings``)."""
+        old, self.settings = self.settings, settings
+        voice = self.voice
+        if voice is None:
+            return
+        voice.set_enabled(settings.speak_replies)
+        voice.set_volume(settings.speech_volume)
+        if settings.voice != old.voice:
+            voice.set_voice(settings.voice)
+        if settings.speech_rate != old.speech_rate:
+            voice.set_rate(settings.speech_rate)
+
+    def wait_spoken(self, timeout: float = 600.0) -> bool:
+        """Wait until everything queued for speech has been played (True at once without a voice)."""
+        return self.voice.wait_idle(timeout=timeout) if self.voice is not None else True
+
+    # -- listening (any thread) ------------------------------------------------------------------
+
+    def listen(
+        self,
+        mic: Microphone,
+        on_utterance: Callable[[Utterance], None],
+        on_event: Callable[[ListenEvent], None],
+        hands_free: bool | None = None,
+    ) -> VoiceIn:
+        """Listen to ``mic`` in a thread of its own (any listening before stops), muted
+        while the voice sounds (``microphone_muted``)."""
+        from assistant.encoders.listener import VoiceIn
+        from assistant.encoders.vad import VadConfig
+
+        self.stop_listening()
+        settings = self.settings
+        self.listener = VoiceIn(
+            mic, on_utterance, on_event, VadConfig.from_settings(settings),
+            hands_free=settings.hands_free if hands_free is None else hands_free, muted=self.microphone_muted,
+        )
+        self.listener.start()
+        return self.listener
+
+    def microphone_muted(self) -> bool:
+        """Half-duplex: while the settings ask for it, a live microphone is not heard while
+        this session's voice sounds, and for a short tail after (it must not answer itself)."""
+        voice = self.voice
+        return voice is not None and self.settings.half_duplex and voice.sounding(HALF_DUPLEX_TAIL)
+
+    def stop_listening(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def close_devices(self) -> None:
+        """Stop the microphone and the voice (devices first, then the models)."""
+        self.engine.cancel()
+        self.stop_listening()
+        if self.voice is not None:
+            self.voice.close()
+
+    def release_models(self) -> None:
+        """Drop the models; call it once nothing runs in the engine's thread any more."""
+        self.engine.unload()
+        self.engine.unload_recognizer()
+
+    def close(self) -> None:
+        """Devices, then models (for front ends that run the engine in their own thread)."""
+        self.close_devices()
+        self.release_models()

@@ -1,0 +1,809 @@
+"""The conversation store: every chat, message and image, kept in SQLite.
+
+Layout under the app's data folder (see :func:`open_history`)::
+
+    history.sqlite3            conversations, messages, image index, full-text index
+    images/ab/<sha256>.<ext>   each distinct image once, named by its content
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL`` and every
+write method is one transaction, committed before it returns.  A crash or a
+``kill -9`` of the app loses nothing that a write method had returned from (a
+power cut may lose the last moment of writes, never corrupt the file).  An
+image file is written (temp file + ``os.replace``) inside the transaction that
+references it, so a committed message never points at a missing file.
+
+Threads: a ``HistoryStore`` may be used from any thread; its methods are
+serialised by a lock, so one object shared by several threads is safe but they
+take turns.  For reads that must not wait behind the pipeline's writes (the
+GUI's sidebar), open a second ``HistoryStore`` on the same file: WAL lets its
+readers run while the other connection writes, and writers wait for each other
+(``busy_timeout``) instead of failing.
+
+Search uses an FTS5 index with the ``trigram`` tokenizer: any substring of
+three or more characters matches, case-insensitively, in any script (Chinese
+has no spaces between words; ``天气很`` is found inside ``今天天气很好``).
+Query words shorter than three characters fall back to a substring scan.
+
+Every failure is a :class:`HistoryError` whose message can be shown to a user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import HistoryError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ConversationSummary",
+    "HistoryCorruptError",
+    "HistoryError",
+    "HistoryStore",
+    "ROLES",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "SearchHit",
+    "StoredImage",
+    "StoredMessage",
+    "derive_title",
+    "open_history",
+]
+
+DB_NAME = "history.sqlite3"
+IMAGES_DIR_NAME = "images"
+ROLES = ("user", "assistant", "system")
+STATUSES = ("complete", "stopped", "failed")
+TITLE_LENGTH = 60
+IMAGE_ONLY_TITLE = "Image question"
+BUSY_TIMEOUT_S = 10.0
+
+# SQLite's primary result codes that mean "this file is damaged or not ours".
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# PIL format name -> file extension.
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+
+
+class HistoryCorruptError(HistoryError):
+    """The database file is damaged or is not a database (``open_history`` sets it aside)."""
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+# Each migration is a sequence of statements run in one transaction; migration i
+# (1-based) brings the schema to ``PRAGMA user_version = i``.  Never edit a
+# released migration: append a new one.
+_V1 = (
+    """CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX conversations_by_updated ON conversations(updated DESC, id DESC)",
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+        text TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'stopped', 'failed')),
+        created REAL NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
+    """CREATE TABLE images (
+        sha256 TEXT PRIMARY KEY,
+        ext TEXT NOT NULL,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE message_images (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES images(sha256),
+        PRIMARY KEY (message_id, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX message_images_by_sha256 ON message_images(sha256)",
+    """CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content='messages', content_rowid='id', tokenize='trigram'
+    )""",
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END""",
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str  # "" until the first question gives it one
+    created: float  # seconds since the epoch
+    updated: float
+    message_count: int
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    sha256: str
+    path: Path  # images_dir/ab/<sha256>.<ext>; read it with path.read_bytes()
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str  # 'user' | 'assistant' | 'system'
+    text: str
+    status: str  # 'complete' | 'stopped' | 'failed'
+    created: float
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
+    images: tuple[StoredImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    message_id: int
+    conversation_title: str
+    snippet: str  # one line; each match wrapped in « »
+    created: float
+    role: str = "user"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def derive_title(text: str, has_images: bool = False, limit: int = TITLE_LENGTH) -> str:
+    """A conversation title from its first question: first line, cut on a word."""
+    line = next((ln for ln in (text or "").splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if not line:
+        return IMAGE_ONLY_TITLE if has_images else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    space = cut.rfind(" ")
+    if space >= limit // 3:  # a word boundary not too far back (text without spaces is cut hard)
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-–—") + "…"
+
+
+def _image_ext(data: bytes) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or ""
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad bytes
+        raise HistoryError(f"An image could not be saved: it is not an image file ({exc}).") from None
+    if not fmt:
+        raise HistoryError("An image could not be saved: its format is unknown.")
+    return _EXTENSIONS.get(fmt, fmt.lower())
+
+
+@dataclass(frozen=True)
+class _Image:
+    sha256: str
+    ext: str
+    data: bytes = field(repr=False)
+
+
+def prepare_image(data: bytes | bytearray | memoryview) -> _Image:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise HistoryError(f"An image must be given as encoded bytes, not {type(data).__name__}.")
+    data = bytes(data)
+    if not data:
+        raise HistoryError("An image could not be saved: it is empty.")
+    return _Image(hashlib.sha256(data).hexdigest(), _image_ext(data), data)
+
+
+def _check_role(role: object) -> str:
+    if role not in ROLES:
+        raise HistoryError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
+    return role  # type: ignore[return-value]
+
+
+def _check_status(status: object) -> str:
+    if status not in STATUSES:
+        raise HistoryError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
+    return status  # type: ignore[return-value]
+
+
+def check_text(text: object) -> str:
+    """Validate text and normalise it to NFC, so 'café' typed either way is one word."""
+    if not isinstance(text, str):
+        raise HistoryError(f"A message's text must be a string, not {type(text).__name__}.")
+    return unicodedata.normalize("NFC", text)
+
+
+def dump_meta(meta: Mapping[str, Any] | None) -> str:
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise HistoryError(f"A message's meta must be a dict, not {type(meta).__name__}.")
+    try:
+        return json.dumps(dict(meta), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise HistoryError(f"A message's meta cannot be saved as JSON ({exc}).") from None
+
+
+def _load_meta(raw: str | None, message_id: int) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw or "{}")
+    except ValueError:
+        log.warning("history: message %s has unreadable meta; ignored", message_id)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _contains_folded(text: str | None, needle: str) -> int:
+    return int(needle in (text or "").casefold())
+
+
+def _snippet(text: str, terms: Sequence[str], width: int = 90) -> str:
+    flat = " ".join(text.split())
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)), re.IGNORECASE)
+    first = pattern.search(flat)
+    if first is None or len(flat) <= width:
+        start = 0
+    else:
+        start = max(0, min(first.start() - width // 3, len(flat) - width))
+        space = flat.rfind(" ", max(0, start - 15), start)
+        if space != -1:
+            start = space + 1
+    end = min(len(flat), start + width)
+    if end < len(flat):
+        space = flat.find(" ", end, end + 15)
+        if space != -1:
+            end = space
+    window = flat[start:end]
+    marked = pattern.sub(lambda m: f"«{m.group(0)}»", window)
+    return ("…" if start > 0 else "") + marked + ("…" if end < len(flat) else "")
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class HistoryStore:
+    """Conversations, messages and images in one SQLite file plus an image folder."""
+
+    def __init__(self, path: Path, images_dir: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.images_dir = Path(images_dir)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "rb") as fh:
+                header = fh.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            header = b""
+        except OSError as exc:
+            raise HistoryError(f"The conversation history {self.path} could not be opened: {describe_os_error(exc)}.") from None
+        if header and header != _SQLITE_MAGIC:
+            # Decided before SQLite opens it: SQLite would delete the -wal/-shm files on close.
+            raise HistoryCorruptError(f"The conversation history {self.path.name} is not a database.")
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(f"The conversation history {self.path} could not be opened: {describe_os_error(exc)}.") from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Read the version before changing anything: a newer app's file is left as it is.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"The conversation history {self.path.name} was written by a newer version of this app "
+                    f"(schema {version}, this version knows up to {SCHEMA_VERSION}); it was left untouched. "
+                    "Update the app, or use another data folder."
+                )
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("history: journal mode is %s, not WAL", mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.create_function("history_contains", 2, _contains_folded, deterministic=True)
+            self._migrate(conn)
+        except HistoryError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            if _is_corruption(exc):
+                raise HistoryCorruptError(
+                    f"The conversation history {self.path.name} is damaged or is not a database ({exc})."
+                ) from None
+            raise HistoryError(f"The conversation history {self.path} could not be opened: {exc}.") from None
+        self._conn = conn
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        for target, statements in enumerate(MIGRATIONS, start=1):
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have migrated while we waited for the lock.
+                if conn.execute("PRAGMA user_version").fetchone()[0] < target:
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            log.info("history: schema migrated to version %d", target)
+
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise HistoryError("The conversation history is closed.")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                if _is_corruption(exc):
+                    raise HistoryCorruptError(f"Could not {action}: the history database is damaged ({exc}).") from exc
+                raise HistoryError(f"Could not {action}: {exc}.") from exc
+            except OSError as exc:
+                raise HistoryError(f"Could not {action}: {describe_os_error(exc)}.") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str, write: bool) -> Iterator[sqlite3.Connection]:
+        with self._guard(action) as conn:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def _write(self, action: str):
+        return self._transaction(action, write=True)
+
+    def _read(self, action: str):
+        return self._transaction(action, write=False)
+
+    def image_path(self, sha256: str, ext: str) -> Path:
+        return self.images_dir / sha256[:2] / f"{sha256}.{ext}"
+
+    def _put_image(self, conn: sqlite3.Connection, image: _Image) -> None:
+        """Store ``image`` once (inside the caller's write transaction)."""
+        row = conn.execute("SELECT ext FROM images WHERE sha256 = ?", (image.sha256,)).fetchone()
+        ext = row[0] if row else image.ext
+        path = self.image_path(image.sha256, ext)
+        try:
+            present = path.stat().st_size == len(image.data)
+        except FileNotFoundError:
+            present = False
+        if not present:  # new, or repair a file that went missing
+            atomic_write(path, image.data)
+        if row is None:
+            conn.execute(
+                "INSERT INTO images (sha256, ext, bytes) VALUES (?, ?, ?)", (image.sha256, ext, len(image.data))
+            )
+
+    def _insert_message(
+        self,
+        conn: sqlite3.Connection,
+        conv_id: int,
+        role: str,
+        text: str,
+        status: str,
+        created: float,
+        meta_json: str,
+        images: Sequence[_Image],
+    ) -> int:
+        for image in images:
+            self._put_image(conn, image)
+        cur = conn.execute(
+            "INSERT INTO messages (conversation_id, role, text, status, created, meta) VALUES (?, ?, ?, ?, ?, ?)",
+            (conv_id, role, text, status, created, meta_json),
+        )
+        message_id = int(cur.lastrowid)
+        conn.executemany(
+            "INSERT INTO message_images (message_id, position, sha256) VALUES (?, ?, ?)",
+            [(message_id, i, image.sha256) for i, image in enumerate(images)],
+        )
+        return message_id
+
+    def _quick_check(self) -> str:
+        with self._guard("check the history database") as conn:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        result = "; ".join(str(r[0]) for r in rows[:5])
+        return result
+
+    # -- conversations -----------------------------------------------------------------------
+
+    def create_conversation(self, title: str = "") -> int:
+        title = " ".join(check_text(title).split())
+        now = time.time()
+        with self._write("create a conversation") as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (title, created, updated) VALUES (?, ?, ?)", (title, now, now)
+            )
+            return int(cur.lastrowid)
+
+    def list_conversations(self) -> list[ConversationSummary]:
+        """Every conversation, the most recently updated first (the sidebar)."""
+        with self._read("list conversations") as conn:
+            rows = conn.execute(
+                """SELECT c.id, c.title, c.created, c.updated,
+                          (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+                   FROM conversations c ORDER BY c.updated DESC, c.id DESC"""
+            ).fetchall()
+        return [ConversationSummary(*row) for row in rows]
+
+    def get_conversation(self, conv_id: int) -> ConversationSummary | None:
+        with self._read("read a conversation") as conn:
+            row = conn.execute(
+                """SELECT c.id, c.title, c.created, c.updated,
+                          (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+                   FROM conversations c WHERE c.id = ?""",
+                (conv_id,),
+            ).fetchone()
+        return ConversationSummary(*row) if row else None
+
+    def last_conversation_id(self) -> int | None:
+        """The most recently updated conversation, or None when there is none."""
+        with self._read("find the last conversation") as conn:
+            row = conn.execute("SELECT id FROM conversations ORDER BY updated DESC, id DESC LIMIT 1").fetchone()
+        return int(row[0]) if row else None
+
+    def rename_conversation(self, conv_id: int, title: str) -> None:
+        title = " ".join(check_text(title).split())
+        with self._write("rename the conversation") as conn:
+            cur = conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conv_id))
+            if cur.rowcount == 0:
+                raise HistoryError(f"Conversation {conv_id} does not exist.")
+
+    def delete_conversation(self, conv_id: int) -> bool:
+        """Delete a conversation and its messages; image files nothing else uses are removed.
+
+        Returns False when there was no such conversation.
+        """
+        moved: list[tuple[Path, Path]] = []  # (aside, original): put back if the transaction fails
+        try:
+            with self._write("delete the conversation") as conn:
+                shas = [
+                    r[0]
+                    for r in conn.execute(
+                        """SELECT DISTINCT mi.sha256 FROM message_images mi
+                           JOIN messages m ON m.id = mi.message_id WHERE m.conversation_id = ?""",
+                        (conv_id,),
+                    )
+                ]
+                if conn.execute("DELETE FROM conversations WHERE id = ?", (conv_id,)).rowcount == 0:
+                    return False
+                for sha in shas:
+                    if conn.execute("SELECT 1 FROM message_images WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
+                        continue  # another conversation still shows it
+                    row = conn.execute("SELECT ext FROM images WHERE sha256 = ?", (sha,)).fetchone()
+                    if row is None:
+                        continue
+                    conn.execute("DELETE FROM images WHERE sha256 = ?", (sha,))
+                    path = self.image_path(sha, row[0])
+                    aside = path.with_name(path.name + ".deleting")
+                    try:
+                        os.replace(path, aside)
+                    except FileNotFoundError:
+                        continue
+                    moved.append((aside, path))
+        except BaseException:
+            for aside, path in moved:
+                with contextlib.suppress(OSError):
+                    os.replace(aside, path)
+            raise
+        for aside, _ in moved:
+            with contextlib.suppress(OSError):
+                aside.unlink()
+        return True
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conv_id: int,
+        role: str,
+        text: str,
+        images: Sequence[bytes] = (),
+        status: str = "complete",
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Save one message (committed when this returns) and return its id.
+
+        ``images`` are encoded image files (PNG, JPEG, WebP...); each distinct one is
+        stored once.  The first user message gives an untitled conversation its title.
+        """
+        _check_role(role)
+        _check_status(status)
+        text = check_text(text)
+        meta_json = dump_meta(meta)
+        if isinstance(images, (bytes, bytearray, memoryview)):
+            raise HistoryError("add_message takes a sequence of images, not one bytes object.")
+        prepared = [prepare_image(data) for data in images]
+        now = time.time()
+        with self._write("save the message") as conn:
+            row = conn.execute("SELECT title FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+            if row is None:
+                raise HistoryError(f"Conversation {conv_id} does not exist.")
+            message_id = self._insert_message(conn, conv_id, role, text, status, now, meta_json, prepared)
+            title = row[0]
+            if not title and role == "user":
+                title = derive_title(text, has_images=bool(prepared))
+            conn.execute(
+                "UPDATE conversations SET updated = max(updated, ?), title = ? WHERE id = ?", (now, title, conv_id)
+            )
+        return message_id
+
+    def update_message(self, message_id: int, text: str | None = None, status: str | None = None) -> None:
+        """Change a saved message's text and/or status (a reply that grew, stopped or failed)."""
+        if text is not None:
+            text = check_text(text)
+        if status is not None:
+            _check_status(status)
+        with self._write("update the message") as conn:
+            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise HistoryError(f"Message {message_id} does not exist.")
+            if text is None and status is None:
+                return
+            conn.execute(
+                "UPDATE messages SET text = coalesce(?, text), status = coalesce(?, status) WHERE id = ?",
+                (text, status, message_id),
+            )
+            conn.execute(
+                "UPDATE conversations SET updated = max(updated, ?) WHERE id = ?", (time.time(), row[0])
+            )
+
+    def messages(self, conv_id: int) -> list[StoredMessage]:
+        """A conversation's messages in the order they were said ([] for an unknown id)."""
+        with self._read("load the conversation") as conn:
+            rows = conn.execute(
+                "SELECT id, role, text, status, created, meta FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,),
+            ).fetchall()
+            image_rows = conn.execute(
+                """SELECT mi.message_id, mi.sha256, i.ext FROM message_images mi
+                   JOIN messages m ON m.id = mi.message_id
+                   JOIN images i ON i.sha256 = mi.sha256
+                   WHERE m.conversation_id = ? ORDER BY mi.message_id, mi.position""",
+                (conv_id,),
+            ).fetchall()
+        images: dict[int, list[StoredImage]] = {}
+        for message_id, sha, ext in image_rows:
+            images.setdefault(message_id, []).append(StoredImage(sha, self.image_path(sha, ext)))
+        return [
+            StoredMessage(
+                id=mid,
+                role=role,
+                text=text,
+                status=status,
+                created=created,
+                meta=_load_meta(meta, mid),
+                images=tuple(images.get(mid, ())),
+            )
+            for mid, role, text, status, created, meta in rows
+        ]
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages containing every word of ``query`` (case-insensitive), newest first."""
+        terms = check_text(query).split()
+        if not terms or limit <= 0:
+            return []
+        long_terms = [t for t in terms if len(t) >= 3]
+        short_terms = [t for t in terms if len(t) < 3]  # the trigram index cannot match these
+        where: list[str] = []
+        params: list[Any] = []
+        if long_terms:
+            where.append("m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)")
+            params.append(" ".join('"' + t.replace('"', '""') + '"' for t in long_terms))
+        for term in short_terms:
+            if term.isascii():  # LIKE is case-insensitive for ASCII, and runs in C
+                where.append("m.text LIKE ? ESCAPE '\\'")
+                params.append("%" + re.sub(r"([%_\\])", r"\\\1", term) + "%")
+            elif term.lower() == term.upper():  # no case (CJK...): a plain substring test
+                where.append("instr(m.text, ?) > 0")
+                params.append(term)
+            else:
+                where.append("history_contains(m.text, ?)")
+                params.append(term.casefold())
+        params.append(int(limit))
+        with self._read("search the history") as conn:
+            rows = conn.execute(
+                f"""SELECT m.conversation_id, m.id, c.title, m.text, m.created, m.role
+                    FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                    WHERE {' AND '.join(where)}
+                    ORDER BY m.created DESC, m.id DESC LIMIT ?""",
+                params,
+            ).fetchall()
+        return [
+            SearchHit(conv_id, mid, title, _snippet(text, terms), created, role)
+            for conv_id, mid, title, text, created, role in rows
+        ]
+
+    def insert_conversation(self, title: str, created: float | None, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Add a whole conversation in one transaction (an import); returns its id.
+
+        ``messages`` are checked records: ``role``, ``text``, ``status``, ``created``,
+        ``meta`` (as JSON text) and ``images`` (prepared with ``prepare_image``).
+        """
+        now = time.time()
+        with self._write("import the conversation") as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (title, created, updated) VALUES (?, ?, ?)",
+                (title, created if created is not None else now, now),
+            )
+            conv_id = int(cur.lastrowid)
+            for m in messages:
+                self._insert_message(
+                    conn, conv_id, m["role"], m["text"], m["status"], m["created"], m["meta"], m["images"]
+                )
+        return conv_id
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def prune_images(self) -> int:
+        """Remove image rows and files no message uses (left by crashes); returns how many files."""
+        removed = 0
+        with self._write("clean up images") as conn:
+            conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM message_images)")
+            known = {f"{sha}.{ext}" for sha, ext in conn.execute("SELECT sha256, ext FROM images")}
+            if self.images_dir.is_dir():
+                # We hold the write lock: no other store is half-way through writing an image.
+                for sub in self.images_dir.iterdir():
+                    if not sub.is_dir():
+                        continue
+                    for file in sub.iterdir():
+                        if file.is_file() and file.name not in known:
+                            with contextlib.suppress(OSError):
+                                file.unlink()
+                                removed += 1
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({str(self.path)!r}{', closed' if self.closed else ''})"
+
+
+# -- opening, with recovery -------------------------------------------------------------------
+
+
+def _set_aside(db: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = db.with_name(f"{db.name}.broken-{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = db.with_name(f"{db.name}.broken-{stamp}-{n}")
+    try:
+        os.replace(db, backup)
+        for suffix in ("-wal", "-shm"):
+            side = db.with_name(db.name + suffix)
+            if side.exists():
+                os.replace(side, backup.with_name(backup.name + suffix))
+    except OSError as exc:
+        raise HistoryError(
+            f"The conversation history {db} is damaged and could not be moved aside: {describe_os_error(exc)}."
+        ) from None
+    return backup
+
+
+def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
+    """Open (or create) ``data_dir/history.sqlite3`` with images in ``data_dir/images/``.
+
+    Returns ``(store, warning)``.  A damaged database (not a database, or failing
+    ``PRAGMA quick_check``) is renamed to ``history.sqlite3.broken-<timestamp>``
+    with its -wal/-shm files, a new empty history is started and ``warning`` says
+    so; otherwise ``warning`` is None.  A database from a newer version of the app
+    is left untouched and ``HistoryError`` is raised.
+    """
+    data_dir = Path(data_dir)
+    db = data_dir / DB_NAME
+    images = data_dir / IMAGES_DIR_NAME
+    try:
+        store = HistoryStore(db, images)
+    except HistoryCorruptError as exc:
+        problem = str(exc)
+    else:
+        try:
+            result = store._quick_check()
+        except HistoryCorruptError as exc:
+            result = str(exc)
+        if result == "ok":
+            return store, None
+        store.close()
+        problem = f"quick_check: {result}"
+    log.error("history: %s is damaged (%s); setting it aside", db, problem)
+    backup = _set_aside(db)
+    store = HistoryStore(db, images)
+    warning = (
+        "The conversation history was damaged and could not be read. It was kept aside as "
+        f"{backup.name} (in {data_dir}) and a new, empty history was started."
+    )
+    return store, warning

@@ -1,1 +1,0 @@
-"""Voice: speech out (sentence splitting, text-to-speech, speakers)."""

@@ -1,0 +1,199 @@
+"""The microphone panel: on/off, device, level meter, push-to-talk, hands-free, and what it is doing.
+
+The listening thread lives in the engine (``VoiceIn``, owned by the bridge).
+This panel only pulls its newest level and state on a display-rate timer: no
+Qt call crosses threads.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.encoders.listener import ListenState
+
+METER_FLOOR_DB = -60  # the meter's left end
+
+_STATE_TEXT = {
+    ListenState.OFF: "Microphone off",
+    ListenState.STARTING: "Opening the microphone…",
+    ListenState.IDLE: "Hold Space or Talk to speak",
+    ListenState.LISTENING: "Listening…",
+    ListenState.HEARING: "Hearing speech…",
+    ListenState.RECORDING: "Recording — release to send",
+    ListenState.MUTED: "Muted while the assistant speaks",
+    ListenState.RECONNECTING: "Microphone lost — reconnecting…",
+    ListenState.ENDED: "The recording has ended",
+    ListenState.ERROR: "Microphone error",
+}
+
+DEFAULT_DEVICE = "Default microphone"
+FILE_ITEM = "WAV file…"
+
+
+class MicPanel(QWidget):
+    mic_toggled = Signal(bool)  # the user turned the microphone on/off
+    source_chosen = Signal(str)  # "" (default), a device index, or a .wav path
+    hands_free_toggled = Signal(bool)
+    talk_pressed = Signal(bool)  # push-to-talk button down/up
+
+    def __init__(self, source: str = "", hands_free: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("micPanel")
+        self._state_source = lambda: ListenState.OFF
+        self._level_source = lambda: METER_FLOOR_DB
+        self.transcribing = False
+        self.notice = ""  # a short message shown until the state changes (e.g. "no speech heard")
+        self._shown_state: ListenState | None = None
+
+        column = QVBoxLayout(self)
+        column.setContentsMargins(6, 2, 6, 6)
+        top = QHBoxLayout()
+        self.toggle = QPushButton("Mic off")
+        self.toggle.setObjectName("micToggle")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolTip("Open the microphone (the level meter shows what it hears)")
+        self.toggle.toggled.connect(self._toggled)
+        self.source = QComboBox()
+        self.source.setObjectName("micSource")
+        self.source.setToolTip("Microphone: a sound input, or a WAV file played as one")
+        self.source.addItem(DEFAULT_DEVICE, "")
+        if source:
+            self.source.addItem(source, source)
+            self.source.setCurrentIndex(1)
+        self.source.addItem(FILE_ITEM, None)
+        self.source.activated.connect(self._source_activated)
+        top.addWidget(self.toggle)
+        top.addWidget(self.source, 1)
+        column.addLayout(top)
+
+        self.meter = QProgressBar()
+        self.meter.setObjectName("micMeter")
+        self.meter.setRange(METER_FLOOR_DB, 0)
+        self.meter.setValue(METER_FLOOR_DB)
+        self.meter.setTextVisible(False)
+        self.meter.setFixedHeight(8)
+        self.meter.setToolTip("Input level")
+        column.addWidget(self.meter)
+
+        row = QHBoxLayout()
+        self.talk = QPushButton("Talk")
+        self.talk.setObjectName("talkButton")
+        self.talk.setToolTip("Hold to talk (or hold Space when you are not typing)")
+        self.talk.pressed.connect(lambda: self.talk_pressed.emit(True))
+        self.talk.released.connect(lambda: self.talk_pressed.emit(False))
+        self.hands_free = QCheckBox("Hands-free")
+        self.hands_free.setObjectName("handsFree")
+        self.hands_free.setToolTip("Listen all the time: each thing you say is sent when you pause")
+        self.hands_free.setChecked(hands_free)
+        self.hands_free.toggled.connect(self.hands_free_toggled)
+        row.addWidget(self.talk)
+        row.addWidget(self.hands_free, 1)
+        column.addLayout(row)
+        self.state_label = QLabel(_STATE_TEXT[ListenState.OFF])
+        self.state_label.setObjectName("micState")
+        self.state_label.setWordWrap(True)
+        column.addWidget(self.state_label)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(33)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+        self._devices: list[tuple[int, str]] | None = None
+        self._lister = threading.Thread(target=self._list_devices, name="list-microphones", daemon=True)
+        self._lister.start()  # PortAudio takes a while to enumerate: not on the GUI thread
+        self._devices_shown = False
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def follow(self, state_source, level_source) -> None:
+        """Where the panel reads the listener's newest state and level (polled)."""
+        self._state_source, self._level_source = state_source, level_source
+
+    def _list_devices(self) -> None:
+        from assistant.devices.microphone import list_input_devices
+
+        try:
+            self._devices = list_input_devices()
+        except Exception:  # noqa: BLE001 - the list is a convenience
+            self._devices = []
+
+    def _add_devices(self) -> None:
+        self._devices_shown = True
+        for index, name in self._devices or []:
+            if self.source.findData(str(index)) < 0:
+                self.source.insertItem(self.source.count() - 1, f"{index}: {name}", str(index))
+
+    def _source_activated(self, index: int) -> None:
+        data = self.source.itemData(index)
+        if data is None:  # "WAV file…"
+            path, _ = QFileDialog.getOpenFileName(self, "Use a recording as the microphone", "", "WAV audio (*.wav)")
+            if not path:
+                self.source.setCurrentIndex(0)
+                return
+            self.set_source(path)
+            data = path
+        self.source_chosen.emit(data)
+
+    def set_source(self, spec: str) -> None:
+        i = self.source.findData(spec)
+        if i < 0:
+            self.source.insertItem(self.source.count() - 1, spec, spec)
+            i = self.source.findData(spec)
+        self.source.setCurrentIndex(i)
+
+    def _toggled(self, on: bool) -> None:
+        self.toggle.setText("Mic on" if on else "Mic off")
+        self.mic_toggled.emit(on)
+
+    def set_on(self, on: bool) -> None:
+        """Show the microphone as on/off without asking for it again."""
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(on)
+        self.toggle.setText("Mic on" if on else "Mic off")
+        self.toggle.blockSignals(False)
+
+    def show_notice(self, text: str) -> None:
+        self.notice = text
+        self._shown_state = None
+        self.refresh()
+
+    # -- display ----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        if not self._devices_shown and self._devices is not None:
+            self._add_devices()
+        state = self._state_source()
+        level = self._level_source() if state not in (ListenState.OFF, ListenState.ERROR) else METER_FLOOR_DB
+        self.meter.setValue(int(max(METER_FLOOR_DB, min(0, level))))
+        if self.transcribing:
+            text = "Transcribing…"
+        elif self.notice:
+            text = self.notice
+        else:
+            text = _STATE_TEXT[state]
+        if text != self.state_label.text():
+            self.state_label.setText(text)
+            self.state_label.setProperty("listen", state.name.lower())
+            self.state_label.style().unpolish(self.state_label)
+            self.state_label.style().polish(self.state_label)
+        if state is not self._shown_state:
+            if self._shown_state is not None:
+                self.notice = ""  # a notice lasts until something happens
+            self._shown_state = state
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+        self._lister.join(timeout=2)
