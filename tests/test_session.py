@@ -1,0 +1,147 @@
+"""The session: what every front end does with engine events (view, voice, stop, listening)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from assistant.devices.speaker import WavRecorderSpeaker
+from assistant.events import ErrorEvent, ReplyFinished, TokenChunk, UserTurn
+from assistant.session import Session
+from assistant.settings import Settings
+from tests.conftest import scripted_factory
+
+LONG_REPLY = "This reply goes on for a long while, sentence after sentence, so it can be cut. " * 20
+
+
+@pytest.fixture
+def spoken(tmp_path):
+    return WavRecorderSpeaker(tmp_path / "spoken.wav", realtime=True)
+
+
+def make_session(paths, speaker, reply=LONG_REPLY, chunk_delay=0.01, **settings):
+    events, speech = [], []
+    session = Session(Settings(model="scripted", **settings), paths, events.append, speaker=speaker,
+                      on_speech=speech.append, backend_factory=scripted_factory(reply, chunk_delay))
+    return session, events, speech
+
+
+def wait_for(predicate, timeout=20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_reply_text_reaches_the_view_and_the_voice(paths, spoken):
+    session, events, speech = make_session(paths, spoken, "First sentence here. And a second one.")
+    try:
+        assert session.load()
+        reply = session.answer(UserTurn("say two things"))
+        assert reply is not None and not reply.stopped
+        assert "".join(e.text for e in events if isinstance(e, TokenChunk)) == reply.text
+        assert session.wait_spoken(30)
+        # The last sentence had no following text: it is spoken because the reply ended.
+        assert [e.text for e in speech if e.kind == "sentence"] == ["First sentence here.", "And a second one."]
+        assert spoken.samples_written > 0
+    finally:
+        session.close()
+
+
+def test_stop_ends_generation_and_speech_at_once(paths, spoken):
+    session, events, speech = make_session(paths, spoken, chunk_delay=0.02)
+    try:
+        assert session.load()
+        replies = []
+        worker = threading.Thread(target=lambda: replies.append(session.answer(UserTurn("talk"))))
+        worker.start()
+        assert wait_for(lambda: any(e.kind == "speaking" for e in speech))
+        session.stop()
+        worker.join(10)
+        assert replies and replies[0].stopped and len(replies[0].text) < len(LONG_REPLY)
+        assert wait_for(lambda: not session.voice.speaking, timeout=2)
+        written = spoken.samples_written
+        time.sleep(0.4)
+        assert spoken.samples_written == written  # nothing more is said after Stop
+    finally:
+        session.close()
+
+
+def test_a_new_question_silences_the_answer_being_spoken(paths, spoken):
+    session, events, speech = make_session(paths, spoken, LONG_REPLY, chunk_delay=0.0)
+    try:
+        assert session.load()
+        first = session.answer(UserTurn("first"))  # the whole reply is written, and queued for speech
+        assert wait_for(lambda: any(e.kind == "speaking" for e in speech))
+        session.begin_turn(first.turn_id + 1000)  # the user asks again
+        assert session.busy
+        assert wait_for(lambda: not session.voice.speaking, timeout=2)
+        written = spoken.samples_written
+        time.sleep(0.4)
+        assert spoken.samples_written == written
+        session.end_turn(first.turn_id + 1000)
+        assert not session.busy
+    finally:
+        session.close()
+
+
+def test_a_failed_reply_speaks_what_it_had_and_reports_once(paths, spoken):
+    def failing(settings, paths):
+        backend = scripted_factory("Half a sentence. Then", 0.0)(settings, paths)
+        generate = backend.generate
+
+        def generate_then_fail(messages, params, on_text, cancel):
+            generate(messages, params, on_text, cancel)
+            from assistant.errors import GenerationError
+
+            raise GenerationError("The server went away.")
+
+        backend.generate = generate_then_fail
+        return backend
+
+    events, speech = [], []
+    session = Session(Settings(model="scripted"), paths, events.append, speaker=spoken,
+                      on_speech=speech.append, backend_factory=failing)
+    try:
+        assert session.load()
+        assert session.answer(UserTurn("go")) is None
+        errors = [e for e in events if isinstance(e, ErrorEvent)]
+        assert len(errors) == 1 and errors[0].partial_text == "Half a sentence. Then"
+        assert not any(isinstance(e, ReplyFinished) for e in events)
+        assert session.wait_spoken(30)
+        assert [e.text for e in speech if e.kind == "sentence"] == ["Half a sentence.", "Then"]
+    finally:
+        session.close()
+
+
+def test_half_duplex_follows_the_voice_and_the_setting(paths, spoken):
+    session, events, speech = make_session(paths, spoken, "Listen to me speak for a little while now.")
+    try:
+        assert session.load()
+        assert not session.microphone_muted()
+        session.answer(UserTurn("speak"))
+        assert wait_for(lambda: session.voice.speaking)
+        assert session.microphone_muted()  # the assistant must not hear itself
+        session.follow_settings(session.settings.replace(half_duplex=False))  # headphones
+        assert not session.microphone_muted()
+        session.follow_settings(session.settings.replace(half_duplex=True))
+        assert session.wait_spoken(30)
+        time.sleep(0.5)  # past the tail
+        assert not session.microphone_muted()
+    finally:
+        session.close()
+
+
+def test_without_a_speaker_nothing_is_spoken_and_all_else_works(paths):
+    session, events, _ = make_session(paths, None, "Only text.")
+    try:
+        assert session.voice is None and session.load()
+        assert session.answer(UserTurn("hi")).text == "Only text."
+        assert session.wait_spoken(0.1) and not session.microphone_muted()
+        session.stop()  # nothing to silence: no error
+    finally:
+        session.close()
