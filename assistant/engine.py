@@ -1,9 +1,9 @@
 """The pipeline: one long-lived worker that owns the model and handles turns one at a time.
 
-``Engine`` is plain Python.  Whoever hosts it (the Qt bridge's QThread, or the
-command line) calls ``load`` and ``handle_turn`` from one thread, and may call
-``cancel`` from any thread.  Everything the engine has to say goes to the
-``emit`` callback as immutable events (see ``messages``).
+``Engine`` is plain Python.  Its host (a ``Session``: in the window's pipeline
+``QThread``, or on the command line) calls ``load`` and ``handle_turn`` from one
+thread, and may call ``cancel`` from any thread.  Everything the engine has to
+say goes to the ``emit`` callback as immutable events (see ``events``).
 
 Cancellation is an epoch counter: ``cancel()`` bumps it, and every piece of
 work remembers the epoch it was submitted under.  Work whose epoch is stale

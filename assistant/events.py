@@ -117,7 +117,7 @@ class Transcribed:
 
 @dataclass(frozen=True)
 class FramesChosen:
-    """The camera frames the fusion stage sent with a turn (``fusion.FrameChoice``), in time order."""
+    """The camera frames the fusion stage sent with a turn (``fusion.attention.FrameChoice``), in time order."""
 
     turn_id: int
     chosen: tuple

@@ -4,7 +4,7 @@ A full ``gc.collect()`` finalizes whatever cycles it finds, wherever they came
 from.  In the window those include Qt wrapper objects, and finalizing a Qt
 object from a worker thread crashes the process.  So the engine never calls
 ``gc.collect()`` itself: it calls ``collect()``, and a host with such a rule
-(the Qt bridge) routes the work to its main thread with ``set_collector``.
+(the window: ``ui/collector.py``) routes the work to its main thread with ``set_collector``.
 The default, for the command line and plain Python, collects at once.
 """
 

@@ -23,7 +23,6 @@ class NeverCancelled:
     cancelled = False
 
 
-
 @dataclass(frozen=True)
 class Progress:
     """Loading progress: ``fraction`` is None when the total is unknown.

@@ -14,10 +14,13 @@ them the same way for everyone:
 * **utterance → turn**: ``answer_utterance`` transcribes and answers what was said;
   ``listen`` opens the microphone with half-duplex muting tied to this voice.
 
-Threads: ``answer``/``answer_utterance``/``load``/``apply_settings`` run in the
-one thread that owns the engine (the window's pipeline thread, or the command
-line's main thread).  ``stop``, ``silence``, ``begin_turn``/``end_turn`` and the
-voice and listening calls are safe from any thread.  Nothing here imports Qt.
+Threads: ``load``, ``answer``, ``answer_utterance``, ``apply_settings`` and
+``unload`` run in the one thread that owns the engine (the window's pipeline
+thread, or the command line's main thread).  ``stop``, ``silence``,
+``interrupt_speech``, ``begin_turn``/``end_turn`` and ``microphone_muted`` are safe
+from any thread.  ``listen``, ``stop_listening``, ``follow_settings`` and the
+``close`` calls belong to the front end's own thread (the GUI thread, or the
+command line's main thread).  Nothing here imports Qt.
 """
 
 from __future__ import annotations
@@ -51,13 +54,15 @@ class Session:
         on_event: Callable[[Event], None],
         *,
         speaker: Speaker | None = None,
+        speak: bool | None = None,
         on_speech: Callable[[SpeechEvent], None] = lambda e: None,
         store: HistoryStore | None = None,
         backend_factory: BackendFactory = default_backend_factory,
     ) -> None:
         """``on_event`` gets every engine event (in the engine's thread); ``speaker``:
-        where replies are spoken (None: not spoken); ``on_speech`` gets the voice's
-        events (in the speech thread)."""
+        where replies are spoken (None: not spoken); ``speak``: speak at first (None:
+        as the settings say; a speaker named on the command line always speaks);
+        ``on_speech`` gets the voice's events (in the speech thread)."""
         self.settings = settings
         self._on_event = on_event
         self._pending: set[int] = set()  # turns asked and not yet finished
@@ -72,7 +77,7 @@ class Session:
                 voice=settings.voice,
                 rate=settings.speech_rate,
                 volume=settings.speech_volume,
-                enabled=settings.speak_replies,
+                enabled=settings.speak_replies if speak is None else speak,
             )
             self.voice.start()
         self.listener: VoiceIn | None = None
@@ -92,7 +97,16 @@ class Session:
     # -- turns (the engine's thread) ----------------------------------------------------------
 
     def load(self, epoch: int | None = None) -> bool:
+        """Load the generator the settings name; False (and an error event) when it cannot."""
         return self.engine.load(epoch)
+
+    def load_recognizer(self, epoch: int | None = None) -> bool:
+        """Load the speech recognizer (once), before the first utterance needs it."""
+        return self.engine.load_recognizer(epoch)
+
+    def unload(self) -> None:
+        """Drop the generator from memory, on the user's request; the next question loads it again."""
+        self.engine.unload(announce=True)
 
     def answer(self, turn: UserTurn, epoch: int | None = None) -> ReplyFinished | None:
         """Answer a typed (or pasted, or camera) question; see ``Engine.handle_turn``."""
@@ -163,7 +177,7 @@ class Session:
         """Wait until everything queued for speech has been played (True at once without a voice)."""
         return self.voice.wait_idle(timeout=timeout) if self.voice is not None else True
 
-    # -- listening (any thread) ------------------------------------------------------------------
+    # -- listening (the front end's thread) ------------------------------------------------------
 
     def listen(
         self,

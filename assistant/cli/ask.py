@@ -110,7 +110,7 @@ def run_ask(args: argparse.Namespace) -> int:
             out.flush()
 
     store = open_store(args, paths)
-    session = Session(settings, paths, show, speaker=speaker, store=store,
+    session = Session(settings, paths, show, speaker=speaker, speak=True, store=store,
                       on_speech=lambda e: e.kind == "error" and errors.append(e.text))
     reply = None
     try:

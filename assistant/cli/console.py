@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from assistant.cli.options import EXIT_FAILED, paths_from, settings_from
 from assistant.events import State, StatusEvent
-from assistant.settings import AppPaths, Settings, SettingsError, load_settings
+from assistant.settings import AppPaths, Settings, load_settings
 
 if TYPE_CHECKING:
     from assistant.store.history import HistoryStore
@@ -77,6 +77,3 @@ class ConsoleProgress:
         if self.tty and self.last_line:
             self.stream.write("\n")
             self.last_line = ""
-
-
-__all__ = ["ConsoleProgress", "SettingsError", "fail", "open_store", "settings_for_run", "warn"]

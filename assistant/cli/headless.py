@@ -54,7 +54,8 @@ def run_headless(args: argparse.Namespace) -> int:
                 return fail(str(exc))
             warn(f"{exc} Replies are printed, not spoken.")
 
-    failed: list[str] = []
+    failed: list[str] = []  # turns and model loads
+    speech_failed: list[str] = []  # the voice (reported by the speech thread, any time)
     progress = ConsoleProgress()
 
     def show(event) -> None:
@@ -72,8 +73,8 @@ def run_headless(args: argparse.Namespace) -> int:
             progress.show(event)
 
     store = open_store(args, paths)
-    session = Session(settings, paths, show, speaker=speaker, store=store,
-                      on_speech=lambda e: e.kind == "error" and failed.append(e.text))
+    session = Session(settings, paths, show, speaker=speaker, speak=True if args.speaker else None, store=store,
+                      on_speech=lambda e: e.kind == "error" and speech_failed.append(e.text))
     # A recording is replayed turn by turn (the listener waits for each answer: nothing is
     # dropped); a live microphone never waits: if answers fall behind, the oldest utterance goes.
     utterances: queue.Queue = queue.Queue(maxsize=4)
@@ -103,7 +104,7 @@ def run_headless(args: argparse.Namespace) -> int:
     camera = buffer = None
     code = EXIT_OK
     try:
-        if not session.load() or not session.engine.load_recognizer():
+        if not session.load() or not session.load_recognizer():
             progress.done()
             return fail(failed[-1] if failed else "the models could not be loaded.")
         progress.done()
@@ -128,7 +129,7 @@ def run_headless(args: argparse.Namespace) -> int:
             code = fail(listen_failed[-1])
         elif listener.utterances == 0:
             warn(f"no speech was heard in {mic.name}.")
-        elif failed:
+        elif failed or speech_failed:
             code = EXIT_FAILED
     except KeyboardInterrupt:
         session.stop()

@@ -1,4 +1,4 @@
-"""Command-line options shared by the window and the one-shot ``--ask`` mode.
+"""Command-line options, shared by every front end (the window, ``--ask``, ``--headless``, ``--export-chat``).
 
 Flags override the saved settings for one run; they are never written back.
 """

@@ -3,8 +3,8 @@
 ``CameraSource`` runs ``cv2.VideoCapture`` in one non-daemon thread.  Every
 frame is converted BGR -> RGB (which also copies it out of OpenCV's buffer)
 before it leaves that thread; the newest frame is kept for ``latest()`` (newest
-wins, nothing queues up) and offered to a ``FrameSink`` (``fusion.FrameBuffer``), a bounded ring of
-recent frames sampled at a few frames per second for the fusion stage.
+wins, nothing queues up) and offered to a ``FrameSink``: the fusion stage's ``FrameBuffer``, a bounded ring
+of recent frames sampled at a few frames per second.
 
 Faults never raise into the caller: they become a ``CameraStatus`` (passed to
 ``on_status`` from the capture thread, and readable any time as ``.status``),
@@ -624,4 +624,3 @@ def _to_rgb(raw: Any, cv2: Any) -> np.ndarray | None:
     if image is raw or image.base is not None or not image.flags.c_contiguous:
         image = np.array(image, copy=True, order="C")
     return image
-

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 _MEDIA_TOKEN = re.compile(r"image|img|vision|video|audio|row_\d|fake_token|patch|boi|eoi", re.I)
 
 
-
 class _StreamToCallback:
     """A ``generate`` streamer that decodes incrementally and calls ``on_text``.
 

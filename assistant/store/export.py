@@ -47,7 +47,6 @@ HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 def export_json(store: HistoryStore, conv_id: int) -> dict[str, Any]:
     """The conversation as a JSON-ready dict, images included (base64)."""
-    """The conversation as a JSON-ready dict, images included (base64)."""
     summary = store.get_conversation(conv_id)
     if summary is None:
         raise HistoryError(f"Conversation {conv_id} does not exist.")
@@ -97,7 +96,6 @@ def import_json(store: HistoryStore, data: Mapping[str, Any] | str | bytes) -> i
     """
     title, created, messages = _parse_export(data)
     return store.insert_conversation(title, created, messages)
-
 
 
 def _parse_export(data: Mapping[str, Any] | str | bytes) -> tuple[str, float | None, list[dict[str, Any]]]:

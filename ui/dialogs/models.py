@@ -76,14 +76,14 @@ class ModelsPage(QDialog):
     def __init__(
         self,
         settings: Settings,
-        engine: SessionBridge,
+        bridge: SessionBridge,
         models: ModelsBridge,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.setMinimumWidth(640)
-        self.engine = engine
+        self.bridge = bridge
         self.models = models
         self._settings = settings
         self.listing: CacheListing | None = None
@@ -105,7 +105,7 @@ class ModelsPage(QDialog):
         row.addWidget(close)
         column.addLayout(row)
 
-        engine.status_changed.connect(self.show_status)
+        bridge.status_changed.connect(self.show_status)
         models.listed.connect(self.show_listing)
         models.capabilities.connect(self.show_capabilities)
         models.download_progress.connect(self.show_progress)
@@ -115,7 +115,7 @@ class ModelsPage(QDialog):
         models.error.connect(self.show_problem)
         models.downloading_changed.connect(self._downloading_changed)
         self.set_settings(settings)
-        self.show_status(engine.status)
+        self.show_status(bridge.status)
         self._downloading_changed(models.downloading is not None)
         models.refresh()
         models.probe()
@@ -362,7 +362,7 @@ class ModelsPage(QDialog):
     @Slot()
     def unload(self) -> None:
         self.unload_button.setEnabled(False)
-        self.engine.unload()
+        self.bridge.unload()
 
     # -- downloads -------------------------------------------------------------------------------
 
@@ -476,7 +476,7 @@ class ModelsPage(QDialog):
             return False
         if confirm:
             loaded = " It stays loaded until you switch or unload, and would be downloaded again next time." if (
-                self.engine.status.model == model.repo_id and self.engine.status.state is not State.UNLOADED) else ""
+                self.bridge.status.model == model.repo_id and self.bridge.status.state is not State.UNLOADED) else ""
             answer = QMessageBox.question(
                 self,
                 "Delete model",

@@ -26,18 +26,22 @@ from PySide6.QtWidgets import (
 
 from assistant.settings import DEFAULT_MODEL, DEVICES, DTYPES, Settings, SettingsError
 from assistant.speech.tts import Voice
+from ui.workers.thread_events import ThreadEvents
 
 BACKEND_CHOICES = (("Local (this computer)", "local"), ("OpenAI-compatible server", "openai"))
 
 
 class _ModelLister(QObject):
-    """Asks a server for its models (``GET /v1/models``) in a thread of its own."""
+    """Asks a server for its models (``GET /v1/models``) in a thread of its own;
+    the answer comes back on the GUI thread (no Qt call from that thread)."""
 
     done = Signal(object, str)  # model names (or None), error message
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.thread: threading.Thread | None = None
+        self._answers = ThreadEvents(parent=self)
+        self._answers.arrived.connect(self._answered)
 
     @property
     def busy(self) -> bool:
@@ -45,6 +49,7 @@ class _ModelLister(QObject):
 
     def start(self, base_url: str, key: str | None, timeout: float) -> None:
         self.join()
+        self._answers.start()
         self.thread = threading.Thread(target=self._run, args=(base_url, key, timeout), name="list-models")
         self.thread.start()
 
@@ -57,10 +62,11 @@ class _ModelLister(QObject):
             names, error = list_models(base_url, key or keys.key_for(base_url), timeout), ""
         except ModelLoadError as exc:
             names, error = None, str(exc)
-        try:
-            self.done.emit(names, error)  # queued to the GUI thread
-        except RuntimeError:
-            pass  # the dialog is gone
+        self._answers.put((names, error))
+
+    def _answered(self, answer: tuple) -> None:
+        self._answers.stop()
+        self.done.emit(*answer)
 
     def join(self) -> None:
         if self.thread is not None:

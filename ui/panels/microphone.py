@@ -1,6 +1,6 @@
 """The microphone panel: on/off, device, level meter, push-to-talk, hands-free, and what it is doing.
 
-The listening thread lives in the engine (``VoiceIn``, owned by the bridge).
+The listening thread lives in the engine (``VoiceIn``, owned by the session).
 This panel only pulls its newest level and state on a display-rate timer: no
 Qt call crosses threads.
 """

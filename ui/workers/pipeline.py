@@ -67,6 +67,10 @@ class _PipelineWorker(QObject):
     def load(self, epoch: int) -> None:
         self.session.load(epoch)
 
+    @Slot(int)
+    def load_recognizer(self, epoch: int) -> None:
+        self.session.load_recognizer(epoch)
+
     @Slot(object, int, bool)
     def apply_settings(self, settings: Settings, epoch: int, reload: bool) -> None:
         self.session.apply_settings(settings, epoch, reload)
@@ -82,7 +86,7 @@ class _PipelineWorker(QObject):
 
     @Slot()
     def unload(self) -> None:
-        self.engine.unload(announce=True)
+        self.session.unload()
 
     @Slot(object, int)
     def answer(self, turn: UserTurn, epoch: int) -> None:
@@ -97,10 +101,6 @@ class _PipelineWorker(QObject):
             self.session.answer_utterance(samples, frames, turn_id, epoch)
         finally:
             self.turn_done.emit(turn_id)
-
-    @Slot(int)
-    def load_recognizer(self, epoch: int) -> None:
-        self.engine.load_recognizer(epoch)
 
     # -- saved conversations: writes and opening stay in this thread ----------------------
 
@@ -181,7 +181,6 @@ class SessionBridge(QObject):
         super().__init__(parent)
         self.status = StatusEvent(State.UNLOADED, model=settings.generator_name, device=settings.generator_place)
         self._closed = False
-        self._settings = settings  # the latest requested (the worker applies them in order)
         self._batcher = TokenBatcher(flush_ms, self)
         self._batcher.batch.connect(self.tokens)
         # Speech and listening run in plain Python threads: their events come back on a GUI timer.
@@ -258,7 +257,7 @@ class SessionBridge(QObject):
     def apply_settings(self, settings: Settings, reload: bool = False) -> None:
         """Switch settings; a different model/device/dtype/server is reloaded in the background
         (``reload``: reload even so, e.g. with a new API key)."""
-        old, self._settings = self._settings, settings
+        old = self.session.settings  # the latest requested (the worker applies them in order)
         self.session.follow_settings(settings)
         if self.session.listener is not None:
             listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance")
@@ -354,7 +353,7 @@ class SessionBridge(QObject):
         and listen in a thread of its own.  Problems arrive as a ``listen_event`` of kind error."""
         self.stop_listening()
         if not isinstance(mic, Microphone):
-            mic = open_microphone(self._settings.mic if mic is None else mic, realtime=True)
+            mic = open_microphone(self.session.settings.mic if mic is None else mic, realtime=True)
         listener = self.session.listen(mic, self._listen_events.put, self._listen_events.put, hands_free)
         self._listen_events.start()
         self._load_recognizer.emit(self.engine.epoch)  # Whisper loads while the user starts talking
