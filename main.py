@@ -2,7 +2,8 @@
 
 This file parses the flags and hands over to one front end: the window
 (``ui.app``), or a command-line one (``assistant.cli``): ``--ask`` answers once,
-``--headless`` holds a spoken conversation, ``--export-chat`` prints a saved chat.
+``--chat`` holds a conversation in the terminal, ``--headless`` a spoken one,
+``--export-chat`` prints a saved chat.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from assistant.cli.ask import run_ask
 
         return run_ask(args)
+    if args.chat:
+        from assistant.cli.chat import run_chat
+
+        return run_chat(args)
     if args.headless:
         from assistant.cli.headless import run_headless
 
