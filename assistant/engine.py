@@ -153,10 +153,16 @@ class Engine:
                 model=info.model if info else self.settings.generator_name,
                 device=info.device if info else self.settings.generator_place,
                 memory_bytes=info.memory_bytes if info else None,
+                cache_bytes=self._cache_bytes(),
                 dtype=info.dtype if info else "",
                 quantization=info.quantization if info else "none",
             )
         )
+
+    def _cache_bytes(self) -> int:
+        """What the backend keeps between turns (any backend: the method is optional)."""
+        measure = getattr(self.backend, "cache_bytes", None)
+        return int(measure()) if callable(measure) else 0
 
     # -- loading (pipeline thread) -----------------------------------------------------
 
@@ -480,7 +486,7 @@ class Engine:
             parts.append(text)
             self._emit(TokenChunk(turn.id, text))
 
-        params = GenerationParams(self.settings.max_new_tokens, self.settings.temperature)
+        params = GenerationParams(self.settings.max_new_tokens, self.settings.temperature, self.settings.image_detail)
         while True:
             try:
                 result = backend.generate(self._messages(history + [user]), params, on_text, token)

@@ -68,6 +68,7 @@ class StatusEvent:
     model: str = ""
     device: str = ""
     memory_bytes: int | None = None  # what the loaded model takes; None when none is loaded (or unknown)
+    cache_bytes: int = 0  # what the caches kept between turns take (KV cache, image features)
     dtype: str = ""  # of the loaded model ("float32", …; "" when none is loaded)
     quantization: str = "none"
 

@@ -118,6 +118,10 @@ class Session:
         """Transcribe what was said and answer it; see ``Engine.handle_utterance``."""
         return self.engine.handle_utterance(samples, frames, turn_id, epoch)
 
+    def new_chat(self) -> None:
+        """Start a new conversation (the one before stays saved)."""
+        self.engine.new_chat()
+
     def apply_settings(self, settings: Settings, epoch: int | None = None, reload: bool = False) -> bool:
         """New settings for the models (reloaded when they changed); see ``Engine.apply_settings``."""
         return self.engine.apply_settings(settings, epoch, reload)

@@ -36,6 +36,7 @@ DEFAULT_SYSTEM_PROMPT = (
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "8bit", "4bit")  # 8-/4-bit: bitsandbytes, CUDA only
+IMAGE_DETAILS = ("auto", "low", "high")  # the OpenAI API's convention: one tile, full tiling, per device
 
 # The settings the loaded model depends on: changing one of them reloads it.
 MODEL_FIELDS = ("model", "device", "dtype", "quantization")
@@ -56,6 +57,7 @@ class Settings:
     offline: bool = False  # never contact the Hugging Face hub: cached models and folders only
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 means greedy decoding
+    image_detail: str = "auto"  # "low": one tile an image; "high": the model's tiling; "auto": low without a GPU
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     speak_replies: bool = True
     voice: str = ""  # a system voice id or name; "" is the system's default voice
@@ -100,6 +102,8 @@ class Settings:
             raise SettingsError("max_new_tokens must be a positive whole number")
         if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
             raise SettingsError("temperature must be zero or positive")
+        if self.image_detail not in IMAGE_DETAILS:
+            raise SettingsError(f"image_detail must be one of {', '.join(IMAGE_DETAILS)}, not {self.image_detail!r}")
         if not isinstance(self.system_prompt, str):
             raise SettingsError("system_prompt must be text")
         if not isinstance(self.speak_replies, bool) or not isinstance(self.voice, str):

@@ -381,7 +381,8 @@ def test_images_and_camera_frames_are_sent_as_downscaled_jpeg_data_urls(paths, t
     Image.new("RGB", (3000, 1200), (10, 120, 200)).save(photo)
     frames = tuple(Frame(np.full((480, 640, 3), 40 * i, np.uint8), t=i * 0.1, index=9000 + i) for i in range(3))
     with CaptureServer() as server:
-        engine, events = run_engine(remote_settings(server, remote_image_max_side=512, camera_frames=2), paths)
+        engine, events = run_engine(remote_settings(server, remote_image_max_side=512, camera_frames=2,
+                                                    image_detail="low"), paths)
         assert engine.load()
         reply = engine.handle_turn(UserTurn("What is this?", (ImageInput.from_path(photo),), frames=frames))
         assert reply is not None and reply.text == server.reply
@@ -389,6 +390,7 @@ def test_images_and_camera_frames_are_sent_as_downscaled_jpeg_data_urls(paths, t
         images = [decode_data_url(part["image_url"]["url"]) for part in content if part["type"] == "image_url"]
         assert [part["type"] for part in content][-1] == "text" and content[-1]["text"] == "What is this?"
         assert len(images) == 3  # the photo and the two chosen frames
+        assert {part["image_url"]["detail"] for part in content if part["type"] == "image_url"} == {"low"}
         assert images[0].format == "JPEG" and images[0].size == (512, 205)
         assert all(im.size == (512, 384) for im in images[1:])
         # The next turn sends the history, images included (encoded once, then cached).

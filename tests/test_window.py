@@ -402,6 +402,8 @@ def test_settings_dialog_edits_every_setting(qtbot):
     dialog.dtype.setCurrentText("bfloat16")
     dialog.max_new_tokens.setValue(64)
     dialog.temperature.setValue(0.7)
+    assert dialog.image_detail.currentData() == "auto"
+    dialog.image_detail.setCurrentIndex(dialog.image_detail.findData("high"))
     dialog.system_prompt.setPlainText("Be brief.")
     dialog.speak.setChecked(False)
     dialog.voice.setCurrentIndex(dialog.voice.findData("fr-fr"))
@@ -415,8 +417,8 @@ def test_settings_dialog_edits_every_setting(qtbot):
     result = dialog.result_settings()
     assert (result.asr_model, result.asr_language, result.vad_threshold, result.vad_min_silence, result.half_duplex) == (
         "Systran/faster-whisper-small.en", "en", 0.65, 0.8, False)
-    assert (result.model, result.device, result.dtype, result.max_new_tokens, result.temperature) == (
-        "some/other-model", "cpu", "bfloat16", 64, 0.7)
+    assert (result.model, result.device, result.dtype, result.max_new_tokens, result.temperature,
+            result.image_detail) == ("some/other-model", "cpu", "bfloat16", 64, 0.7, "high")
     assert (result.system_prompt, result.speak_replies, result.voice, result.speech_rate, result.speech_volume) == (
         "Be brief.", False, "fr-fr", 220, 0.4)
     dialog.model.setCurrentText("")

@@ -286,6 +286,8 @@ class MainWindow(QMainWindow):
             self.progress.hide()
         self.mic_panel.transcribing = event.state is State.TRANSCRIBING
         memory = f" · {human_bytes(event.memory_bytes)}" if event.memory_bytes else ""
+        if event.memory_bytes and event.cache_bytes:
+            memory += f" + {human_bytes(event.cache_bytes)} cache"
         self.model_label.setText(f"{short_model_name(event.model)} · {event.device}{memory}")
         self.model_label.setToolTip(event.model)
 

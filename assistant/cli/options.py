@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from assistant.settings import APP_TITLE, BACKENDS, DEVICES, DTYPES, QUANTIZATIONS, AppPaths, Settings
+from assistant.settings import APP_TITLE, BACKENDS, DEVICES, DTYPES, IMAGE_DETAILS, QUANTIZATIONS, AppPaths, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"{APP_TITLE}: chat with a local vision-language model. Without --ask, opens the window.",
     )
     p.add_argument("--ask", metavar="TEXT", help="ask one question, stream the answer to stdout and exit ('-' reads stdin)")
+    p.add_argument("--chat", action="store_true",
+                   help="chat in the terminal: one question per line from stdin, replies streamed to stdout "
+                        "('/image PATH' attaches an image to the next question, '/new' starts a new chat)")
+    p.add_argument("--timings", action="store_true",
+                   help="with --chat: one 'turn=N ttft=S tokens=N seconds=S' line per turn on stderr")
     p.add_argument("--image", metavar="PATH", action="append", default=[], help="attach an image to --ask (repeatable)")
     p.add_argument("--model", metavar="HUB_ID_OR_DIR", help="Hugging Face hub id or local model folder")
     p.add_argument("--device", choices=DEVICES, help="compute device (default: auto = CUDA, then MPS, then CPU)")
@@ -40,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--base-url or --remote-model alone implies --backend openai")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="longest reply, in tokens")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
+    p.add_argument("--image-detail", choices=IMAGE_DETAILS,
+                   help="how finely images are read: low = one tile, high = the model's full tiling, "
+                        "auto = low without a CUDA GPU, high with one (default: auto)")
     p.add_argument("--system-prompt", metavar="TEXT", help="instructions given to the model before the chat")
     p.add_argument("--speaker", metavar="WAV_OR_DEVICE",
                    help="speak replies into this .wav file (with --ask too), or to this sound device (index or name)")
@@ -76,6 +84,7 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         offline=True if args.offline else None,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
+        image_detail=args.image_detail,
         system_prompt=args.system_prompt,
         voice=args.voice,
         speech_rate=args.rate,
@@ -110,8 +119,10 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--data-dir {args.data_dir} is not a folder."
     if args.export_chat is not None and args.export_chat != "last" and not args.export_chat.isdigit():
         return "--export-chat takes 'last' or a conversation number."
-    if args.headless and args.ask is not None:
-        return "--headless listens to the microphone; it cannot be combined with --ask."
+    if sum((args.headless, args.ask is not None, args.chat)) > 1:
+        return "--ask, --chat and --headless are different front ends: choose one."
     if args.image and args.ask is None:
-        return "--image needs --ask (in the window, attach images with the paperclip button)."
+        return "--image needs --ask (in --chat, type '/image PATH'; in the window, use Attach image…)."
+    if args.timings and not args.chat:
+        return "--timings goes with --chat."
     return None

@@ -22,6 +22,7 @@ class ChatMessage:
 class GenerationParams:
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0: greedy
+    image_detail: str = "auto"  # "low" (one tile an image) | "high" (the model's tiling) | "auto" (per device)
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,7 @@ class GeneratorBackend(abc.ABC):
     @abc.abstractmethod
     def unload(self) -> None:
         """Release the model and its memory."""
+
+    def cache_bytes(self) -> int:
+        """Memory that caches kept between turns take (KV cache, image features); 0 when none."""
+        return 0

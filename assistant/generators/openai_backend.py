@@ -337,13 +337,14 @@ class OpenAIBackend(GeneratorBackend):
         )
         return self.info
 
-    def request_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-        """The chat in the OpenAI wire format: text as a string, images as data-URL parts."""
+    def request_messages(self, messages: Sequence[ChatMessage], detail: str = "auto") -> list[dict[str, Any]]:
+        """The chat in the OpenAI wire format: text as a string, images as data-URL parts
+        with the image ``detail`` (``auto`` leaves the choice to the server)."""
         out: list[dict[str, Any]] = []
         for message in messages:
             if message.images:
                 parts: list[dict[str, Any]] = [
-                    {"type": "image_url", "image_url": {"url": self._images.get(image, self.image_max_side)}}
+                    {"type": "image_url", "image_url": {"url": self._images.get(image, self.image_max_side), "detail": detail}}
                     for image in message.images
                 ]
                 if message.text:
@@ -366,7 +367,7 @@ class OpenAIBackend(GeneratorBackend):
             raise GenerationError("The server connection is not open: load the model first.")
         if cancel.cancelled:
             return GenerationResult("", 0, True)
-        body = self.request_messages(messages)
+        body = self.request_messages(messages, params.image_detail)
         client = self.client
 
         def start():

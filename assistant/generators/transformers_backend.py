@@ -9,6 +9,7 @@ stopping criterion that polls a flag between tokens.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
@@ -38,6 +39,8 @@ from assistant.generators.base import (
     PromptTooLongError,
     TextCallback,
 )
+from assistant.encoders.vision import ImageFeatureCache
+from assistant.generators.conversation_cache import ConversationCache
 from assistant.progress import CancelToken, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,14 @@ class TransformersBackend(GeneratorBackend):
         self._marker_id: int | None = None
         self.last_inputs: dict[str, Any] | None = None  # what the model last received (tests, debugging)
         self.generate_kwargs: dict[str, Any] = {}  # extra arguments for model.generate (e.g. repetition_penalty)
+        # A turn costs only what is new: the conversation's KV cache, and image features
+        # computed once per distinct image.  ``reuse=False`` re-reads everything (tests,
+        # benchmarks: the output must be the same either way).
+        self.reuse = True
+        self.conversation = ConversationCache()
+        self.features = ImageFeatureCache()
+        self._image_token_id: int | None = None
+        self._cache_arg = "past_key_values"
 
     # -- loading -----------------------------------------------------------------
 
@@ -196,6 +207,8 @@ class TransformersBackend(GeneratorBackend):
             )
         self.model = model
         self.device = device
+        self._image_token_id = _image_token_id(config)
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         gen = model.generation_config
         if gen.pad_token_id is None:
             gen.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else gen.eos_token_id
@@ -251,6 +264,8 @@ class TransformersBackend(GeneratorBackend):
     def unload(self, device: torch.device | None = None) -> None:
         """Drop the model; its memory is freed (GPU memory handed back to the driver)."""
         device = device or self.device
+        self.conversation.clear()
+        self.features.clear()
         self.model = self.processor = self.tokenizer = None
         self.last_inputs = None
         self.info = None
@@ -313,8 +328,10 @@ class TransformersBackend(GeneratorBackend):
             text = text.replace(image_token, image_token[0] + "\u2060" + image_token[1:])
         return text
 
-    def encode(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
-        """Messages → model inputs, with every message text kept as literal text."""
+    def encode(self, messages: Sequence[ChatMessage], detail: str = "high") -> dict[str, Any]:
+        """Messages → model inputs, with every message text kept as literal text.
+
+        ``detail``: "high" (the model's own tiling) or "low" (one tile an image)."""
         images = [img for m in messages for img in m.images]
         if images and not self.is_vlm:
             raise BadInputError(
@@ -329,9 +346,9 @@ class TransformersBackend(GeneratorBackend):
                 rendered = None
         if rendered is None:
             prompt = self._render(self._chat(messages, [self._escape(t) for t in texts]))
-            return dict(self._tokenize(prompt, images))
+            return dict(self._tokenize(prompt, images, detail))
 
-        enc = self._tokenize(rendered, images)
+        enc = self._tokenize(rendered, images, detail)
         ids = enc["input_ids"][0]
         positions = (ids == self._marker_id).nonzero().flatten().tolist()
         if len(positions) != len(texts):
@@ -360,7 +377,14 @@ class TransformersBackend(GeneratorBackend):
                 out[key] = expanded
         return out
 
-    def _tokenize(self, prompt: str, images: list[Any]) -> Any:
+    def _detail_kwargs(self, detail: str) -> dict[str, Any]:
+        """Processor arguments for an image detail: "low" turns tiling off where the model tiles."""
+        image_processor = getattr(self.processor, "image_processor", None)
+        if detail == "low" and getattr(image_processor, "do_image_splitting", False):
+            return {"do_image_splitting": False}
+        return {}
+
+    def _tokenize(self, prompt: str, images: list[Any], detail: str = "high") -> Any:
         if self.is_vlm:
             # As the processor's own apply_chat_template does: let the tokenizer add
             # BOS unless the template already wrote it.
@@ -372,10 +396,85 @@ class TransformersBackend(GeneratorBackend):
             }
             if images:
                 kwargs["images"] = images
+                kwargs.update(self._detail_kwargs(detail))
             return self.processor(**kwargs)
         return self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
 
     # -- generation ----------------------------------------------------------------
+
+    def detail_for(self, requested: str) -> str:
+        """``auto`` is one tile an image without a CUDA GPU (each SmolVLM tile costs about
+        4 s on two CPU cores; a tiled 640x480 frame, five tiles), the model's tiling with one."""
+        if requested in ("low", "high"):
+            return requested
+        return "high" if self.device is not None and self.device.type == "cuda" else "low"
+
+    def _encode_image(self, image: Any, detail: str) -> torch.Tensor:
+        """One image through the vision tower and connector: (tokens..., hidden) features."""
+        processed = self.processor.image_processor(images=[image], return_tensors="pt", **self._detail_kwargs(detail))
+        encoder = self.model.model.get_image_features
+        wanted = inspect.signature(encoder).parameters
+        kwargs = {k: v.to(self.device) for k, v in processed.items() if k in wanted and isinstance(v, torch.Tensor)}
+        if "pixel_values" in kwargs:
+            kwargs["pixel_values"] = kwargs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            features = encoder(**kwargs, return_dict=True).pooler_output
+        if isinstance(features, (list, tuple)):
+            features = torch.cat(list(features), dim=0)
+        return features
+
+    def _image_features(self, images: list[Any], ids: torch.Tensor, detail: str) -> tuple[list, list] | None:
+        """Each image's features (cached by its pixels) and its token span in ``ids``; None when
+        this architecture cannot take pre-computed features (its images are encoded with the prompt)."""
+        model = self.model
+        if (
+            not images
+            or self._image_token_id is None
+            or not hasattr(getattr(model, "model", None), "get_image_features")
+            or "mm_encoder_outputs" not in inspect.signature(model.forward).parameters
+        ):
+            return None
+        try:
+            features = [self.features.get(image, detail, lambda im: self._encode_image(im, detail)) for image in images]
+        except Exception as exc:  # noqa: BLE001 - an architecture whose encoder wants more than we know to give
+            log.info("image features cannot be pre-computed for %s (%s)", self.model_name, short_message(exc))
+            return None
+        positions = (ids == self._image_token_id).nonzero().flatten().tolist()
+        counts = [int(f.shape[:-1].numel()) for f in features]
+        if sum(counts) != len(positions):
+            log.info("image features (%d tokens) do not match the prompt's %d image tokens", sum(counts), len(positions))
+            return None
+        spans, at = [], 0
+        for count in counts:
+            spans.append((positions[at], positions[at + count - 1] + 1))
+            at += count
+        return features, spans
+
+    def _plan(self, inputs: dict[str, Any], images: list[Any], detail: str) -> tuple[dict[str, Any], int]:
+        """What to hand to ``generate`` this turn, and how many prompt tokens the KV cache already holds."""
+        from transformers import DynamicCache
+
+        ids = inputs["input_ids"][0]
+        text_inputs = {k: v for k, v in inputs.items() if k in _TEXT_INPUTS or k.endswith("token_type_ids")}
+        planned = self._image_features(images, ids, detail)
+        if planned is not None:
+            features, spans = planned
+        else:
+            features, spans = None, []
+            if images:  # one span over all image tokens: they are all cached or all prefilled
+                positions = (ids == self._image_token_id).nonzero().flatten().tolist() if self._image_token_id is not None else []
+                spans = [(positions[0], positions[-1] + 1)] if positions else [(0, len(ids))]
+        cache, prefix = self.conversation.reuse(ids, spans, lambda: DynamicCache(config=self.model.config))
+        extra: dict[str, Any] = {self._cache_arg: cache}
+        if features is not None:
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            new = [f for f, (start, _end) in zip(features, spans) if start >= prefix]
+            if new:
+                extra["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=new)}
+        elif images and all(start >= prefix for start, _end in spans):
+            extra.update({k: v for k, v in inputs.items() if k not in text_inputs})  # every image is new
+        return {**text_inputs, **extra}, prefix
 
     def generate(
         self,
@@ -388,8 +487,10 @@ class TransformersBackend(GeneratorBackend):
             raise GenerationError("No model is loaded.")
         from transformers import StoppingCriteriaList
 
+        detail = self.detail_for(params.image_detail)
+        images = [img for m in messages for img in m.images]
         try:
-            inputs = self.encode(messages)
+            inputs = self.encode(messages, detail)
         except (BadInputError, GenerationError):
             raise
         except Exception as exc:  # noqa: BLE001 - processor errors on odd inputs
@@ -400,7 +501,18 @@ class TransformersBackend(GeneratorBackend):
             raise PromptTooLongError(f"{prompt_len} prompt tokens do not fit in a context of {limit}")
         max_new = params.max_new_tokens if not limit else max(1, min(params.max_new_tokens, limit - prompt_len))
         self.last_inputs = inputs
-        model_inputs = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        if self.reuse:
+            try:
+                planned, _prefix = self._plan(inputs, images, detail)
+            except Exception as exc:  # noqa: BLE001 - image encoding on odd inputs
+                self.conversation.clear()
+                if is_out_of_memory(exc):
+                    raise GenerationError(out_of_memory_message(self.model_name, "answering with")) from None
+                raise BadInputError(f"The model could not take this image: {short_message(exc)}") from None
+        else:
+            self.conversation.clear()
+            planned = dict(inputs)
+        model_inputs = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in planned.items()}
         if "pixel_values" in model_inputs:
             model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.model.dtype)
 
@@ -424,9 +536,11 @@ class TransformersBackend(GeneratorBackend):
                     max_new_tokens=max_new,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                    return_dict_in_generate=True,
                     **{**sampling, **self.generate_kwargs},
                 )
         except Exception as exc:  # noqa: BLE001
+            self.conversation.clear()  # half-written: trust none of it
             if not is_out_of_memory(exc):
                 log.exception("generation failed")
                 raise GenerationError(f"The model failed while answering: {short_message(exc)}") from None
@@ -437,5 +551,23 @@ class TransformersBackend(GeneratorBackend):
             raise GenerationError(
                 out_of_memory_message(self.model_name, "answering with") + " A new chat (shorter history) may also fit."
             )
-        tokens = int(output.shape[-1] - prompt_len) if isinstance(output, torch.Tensor) else len(streamer.ids)
+        sequence = output.sequences[0]
+        if self.reuse:
+            self.conversation.remember(sequence)
+        tokens = int(sequence.shape[-1] - prompt_len)
         return GenerationResult(text="".join(chunks), tokens=tokens, stopped=cancel.cancelled)
+
+    def cache_bytes(self) -> int:
+        """Memory the conversation's KV cache and the image features take."""
+        return self.conversation.nbytes + self.features.nbytes
+
+
+_TEXT_INPUTS = ("input_ids", "attention_mask")
+
+
+def _image_token_id(config: Any) -> int | None:
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None

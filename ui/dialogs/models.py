@@ -348,6 +348,8 @@ class ModelsPage(QDialog):
     def show_status(self, event: StatusEvent) -> None:
         if event.state in (State.READY, State.THINKING, State.GENERATING):
             memory = f" · takes {human_bytes(event.memory_bytes)}" if event.memory_bytes else ""
+            if event.memory_bytes and event.cache_bytes:
+                memory += f", and {human_bytes(event.cache_bytes)} for this chat's cache"
             quant = f", {event.quantization}" if event.quantization != "none" else ""
             text = f"{event.model} on {event.device} ({event.dtype or '?'}{quant}){memory}"
             self.unload_button.setEnabled(True)

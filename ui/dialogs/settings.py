@@ -29,6 +29,7 @@ from assistant.speech.tts import Voice
 from ui.workers.thread_events import ThreadEvents
 
 BACKEND_CHOICES = (("Local (this computer)", "local"), ("OpenAI-compatible server", "openai"))
+IMAGE_DETAIL_CHOICES = (("Auto (low without a GPU)", "auto"), ("Low: one tile", "low"), ("High: full tiling", "high"))
 
 
 class _ModelLister(QObject):
@@ -123,6 +124,15 @@ class SettingsDialog(QDialog):
         self.temperature.setValue(settings.temperature)
         self.temperature.setToolTip("0 picks the most likely word every time")
         form.addRow("Temperature", self.temperature)
+        self.image_detail = QComboBox()
+        for label, value in IMAGE_DETAIL_CHOICES:
+            self.image_detail.addItem(label, value)
+        self.image_detail.setCurrentIndex(self.image_detail.findData(settings.image_detail))
+        self.image_detail.setToolTip(
+            "How finely the model reads images. Low: one tile (fast on a CPU). High: the model's full "
+            "tiling (sharper for documents, several times the work). Auto: low without a GPU, high with one."
+        )
+        form.addRow("Image detail", self.image_detail)
         self.system_prompt = QPlainTextEdit(settings.system_prompt)
         self.system_prompt.setFixedHeight(80)
         form.addRow("System prompt", self.system_prompt)
@@ -307,6 +317,7 @@ class SettingsDialog(QDialog):
             dtype=self.dtype.currentText(),
             max_new_tokens=self.max_new_tokens.value(),
             temperature=round(self.temperature.value(), 2),
+            image_detail=self.image_detail.currentData(),
             system_prompt=self.system_prompt.toPlainText(),
             speak_replies=self.speak.isChecked(),
             voice=self.voice.currentData() or "",

@@ -106,7 +106,7 @@ class _PipelineWorker(QObject):
 
     @Slot()
     def new_chat(self) -> None:
-        self.engine.new_chat()
+        self.session.new_chat()
 
     @Slot(int)
     def open_conversation(self, conversation_id: int) -> None:
