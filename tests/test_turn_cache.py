@@ -80,6 +80,8 @@ def test_replies_are_the_same_with_and_without_the_caches(name, tiny_models, ide
         history += [ChatMessage("user", question, images), ChatMessage("assistant", got.text)]
     if vision:
         assert cached.features.misses == 2  # each distinct image encoded once, over four turns
+        prepared = cached.processor.image_processor  # and resized/normalised once: its merge matched
+        assert prepared.enabled and prepared.cache.misses <= 4 and prepared.cache.hits >= 4
     # A re-rendered history (a new system prompt) and a regenerated reply: the cache is cropped.
     for messages in (
         [ChatMessage("system", "Answer in French."), *history[:-1]],

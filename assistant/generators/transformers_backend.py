@@ -39,7 +39,7 @@ from assistant.generators.base import (
     PromptTooLongError,
     TextCallback,
 )
-from assistant.encoders.vision import ImageFeatureCache
+from assistant.encoders.vision import CachingImageProcessor, ImageFeatureCache
 from assistant.generators.conversation_cache import ConversationCache
 from assistant.progress import CancelToken, Progress, ProgressCallback
 
@@ -176,6 +176,8 @@ class TransformersBackend(GeneratorBackend):
             if self.is_vlm:
                 self.processor = AutoProcessor.from_pretrained(folder)
                 self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+                if getattr(self.processor, "image_processor", None) is not None:  # each image prepared once
+                    self.processor.image_processor = CachingImageProcessor(self.processor.image_processor)
             else:
                 self.tokenizer = self.processor = AutoTokenizer.from_pretrained(folder)
             if quantization is None:
@@ -489,6 +491,8 @@ class TransformersBackend(GeneratorBackend):
 
         detail = self.detail_for(params.image_detail)
         images = [img for m in messages for img in m.images]
+        if isinstance(getattr(self.processor, "image_processor", None), CachingImageProcessor):
+            self.processor.image_processor.use = self.reuse
         try:
             inputs = self.encode(messages, detail)
         except (BadInputError, GenerationError):
@@ -558,8 +562,10 @@ class TransformersBackend(GeneratorBackend):
         return GenerationResult(text="".join(chunks), tokens=tokens, stopped=cancel.cancelled)
 
     def cache_bytes(self) -> int:
-        """Memory the conversation's KV cache and the image features take."""
-        return self.conversation.nbytes + self.features.nbytes
+        """Memory the conversation's KV cache, the image features and the prepared images take."""
+        prepared = getattr(self.processor, "image_processor", None)
+        prepared_bytes = prepared.cache.nbytes if isinstance(prepared, CachingImageProcessor) else 0
+        return self.conversation.nbytes + self.features.nbytes + prepared_bytes
 
 
 _TEXT_INPUTS = ("input_ids", "attention_mask")
