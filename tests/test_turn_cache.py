@@ -128,3 +128,29 @@ def test_low_detail_is_one_tile_and_high_the_models_tiling(idefics3_tiled):
     assert counts["high"] > counts["low"] > 0
     assert counts["high"] % counts["low"] == 0  # whole tiles: the global image plus the tiles
     assert backend.detail_for("auto") == "low"  # on a CPU
+
+
+# Earlier user turns are rendered differently from the last one: history re-renders
+# in the middle, so the cached prefix must be cropped where it stops matching.
+SHIFTING_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' and not loop.last %}<|im_start|>user (earlier)\n{{ m['content'] }}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_template_that_re_renders_history_still_gives_the_same_replies(tiny_models):
+    cached, plain = loaded(tiny_models["causal_lm"], reuse=True), loaded(tiny_models["causal_lm"], reuse=False)
+    for backend in (cached, plain):
+        backend.tokenizer.chat_template = SHIFTING_TEMPLATE
+    history: list[ChatMessage] = []
+    for question in ("first question", "second question", "third question"):
+        messages = [*history, ChatMessage("user", question)]
+        expected, got = reply(plain, messages), reply(cached, messages)
+        assert got.text == expected.text
+        history += [messages[-1], ChatMessage("assistant", got.text)]
+    prompt = cached.last_inputs["input_ids"][0]
+    rendered = cached.tokenizer.decode(prompt)
+    assert "user (earlier)" in rendered  # the history was indeed rendered differently
+    assert 0 < cached.conversation.reused_tokens < len(prompt)
