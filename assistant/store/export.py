@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import HistoryError
-from assistant.store.history import (
+from assistant.store.history import HistoryStore
+from assistant.store.records import (
     ROLES,
     STATUSES,
-    HistoryStore,
     StoredImage,
     atomic_write,
     check_text,

@@ -30,23 +30,36 @@ Every failure is a :class:`HistoryError` whose message can be shown to a user.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
 import logging
 import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import HistoryError
+from assistant.store.records import (
+    ROLES,
+    STATUSES,
+    ConversationSummary,
+    SearchHit,
+    StoredImage,
+    StoredMessage,
+    atomic_write,
+    check_role,
+    check_status,
+    check_text,
+    derive_title,
+    describe_os_error,
+    dump_meta,
+    load_meta,
+    PreparedImage,
+    prepare_image,
+)
+from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +80,6 @@ __all__ = [
 
 DB_NAME = "history.sqlite3"
 IMAGES_DIR_NAME = "images"
-ROLES = ("user", "assistant", "system")
-STATUSES = ("complete", "stopped", "failed")
-TITLE_LENGTH = 60
-IMAGE_ONLY_TITLE = "Image question"
 BUSY_TIMEOUT_S = 10.0
 
 # SQLite's primary result codes that mean "this file is damaged or not ours".
@@ -78,212 +87,10 @@ _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# PIL format name -> file extension.
-_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
 
 
 class HistoryCorruptError(HistoryError):
     """The database file is damaged or is not a database (``open_history`` sets it aside)."""
-
-
-# -- schema -----------------------------------------------------------------------------------
-
-# Each migration is a sequence of statements run in one transaction; migration i
-# (1-based) brings the schema to ``PRAGMA user_version = i``.  Never edit a
-# released migration: append a new one.
-_V1 = (
-    """CREATE TABLE conversations (
-        id INTEGER PRIMARY KEY,
-        title TEXT NOT NULL DEFAULT '',
-        created REAL NOT NULL,
-        updated REAL NOT NULL
-    )""",
-    "CREATE INDEX conversations_by_updated ON conversations(updated DESC, id DESC)",
-    """CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
-        text TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'stopped', 'failed')),
-        created REAL NOT NULL,
-        meta TEXT NOT NULL DEFAULT '{}'
-    )""",
-    "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
-    """CREATE TABLE images (
-        sha256 TEXT PRIMARY KEY,
-        ext TEXT NOT NULL,
-        bytes INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    """CREATE TABLE message_images (
-        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        sha256 TEXT NOT NULL REFERENCES images(sha256),
-        PRIMARY KEY (message_id, position)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX message_images_by_sha256 ON message_images(sha256)",
-    """CREATE VIRTUAL TABLE messages_fts USING fts5(
-        text, content='messages', content_rowid='id', tokenize='trigram'
-    )""",
-    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
-    END""",
-    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    END""",
-    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
-        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
-    END""",
-)
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-# -- records ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConversationSummary:
-    id: int
-    title: str  # "" until the first question gives it one
-    created: float  # seconds since the epoch
-    updated: float
-    message_count: int
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    sha256: str
-    path: Path  # images_dir/ab/<sha256>.<ext>; read it with path.read_bytes()
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    role: str  # 'user' | 'assistant' | 'system'
-    text: str
-    status: str  # 'complete' | 'stopped' | 'failed'
-    created: float
-    meta: dict[str, Any] = field(default_factory=dict, hash=False)
-    images: tuple[StoredImage, ...] = ()
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    conversation_id: int
-    message_id: int
-    conversation_title: str
-    snippet: str  # one line; each match wrapped in « »
-    created: float
-    role: str = "user"
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def derive_title(text: str, has_images: bool = False, limit: int = TITLE_LENGTH) -> str:
-    """A conversation title from its first question: first line, cut on a word."""
-    line = next((ln for ln in (text or "").splitlines() if ln.strip()), "")
-    line = " ".join(line.split())
-    if not line:
-        return IMAGE_ONLY_TITLE if has_images else ""
-    if len(line) <= limit:
-        return line
-    cut = line[:limit]
-    space = cut.rfind(" ")
-    if space >= limit // 3:  # a word boundary not too far back (text without spaces is cut hard)
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:-–—") + "…"
-
-
-def _image_ext(data: bytes) -> str:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = im.format or ""
-    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad bytes
-        raise HistoryError(f"An image could not be saved: it is not an image file ({exc}).") from None
-    if not fmt:
-        raise HistoryError("An image could not be saved: its format is unknown.")
-    return _EXTENSIONS.get(fmt, fmt.lower())
-
-
-@dataclass(frozen=True)
-class _Image:
-    sha256: str
-    ext: str
-    data: bytes = field(repr=False)
-
-
-def prepare_image(data: bytes | bytearray | memoryview) -> _Image:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise HistoryError(f"An image must be given as encoded bytes, not {type(data).__name__}.")
-    data = bytes(data)
-    if not data:
-        raise HistoryError("An image could not be saved: it is empty.")
-    return _Image(hashlib.sha256(data).hexdigest(), _image_ext(data), data)
-
-
-def _check_role(role: object) -> str:
-    if role not in ROLES:
-        raise HistoryError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
-    return role  # type: ignore[return-value]
-
-
-def _check_status(status: object) -> str:
-    if status not in STATUSES:
-        raise HistoryError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
-    return status  # type: ignore[return-value]
-
-
-def check_text(text: object) -> str:
-    """Validate text and normalise it to NFC, so 'café' typed either way is one word."""
-    if not isinstance(text, str):
-        raise HistoryError(f"A message's text must be a string, not {type(text).__name__}.")
-    return unicodedata.normalize("NFC", text)
-
-
-def dump_meta(meta: Mapping[str, Any] | None) -> str:
-    if meta is None:
-        return "{}"
-    if not isinstance(meta, Mapping):
-        raise HistoryError(f"A message's meta must be a dict, not {type(meta).__name__}.")
-    try:
-        return json.dumps(dict(meta), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise HistoryError(f"A message's meta cannot be saved as JSON ({exc}).") from None
-
-
-def _load_meta(raw: str | None, message_id: int) -> dict[str, Any]:
-    try:
-        meta = json.loads(raw or "{}")
-    except ValueError:
-        log.warning("history: message %s has unreadable meta; ignored", message_id)
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -433,7 +240,7 @@ class HistoryStore:
     def image_path(self, sha256: str, ext: str) -> Path:
         return self.images_dir / sha256[:2] / f"{sha256}.{ext}"
 
-    def _put_image(self, conn: sqlite3.Connection, image: _Image) -> None:
+    def _put_image(self, conn: sqlite3.Connection, image: PreparedImage) -> None:
         """Store ``image`` once (inside the caller's write transaction)."""
         row = conn.execute("SELECT ext FROM images WHERE sha256 = ?", (image.sha256,)).fetchone()
         ext = row[0] if row else image.ext
@@ -458,7 +265,7 @@ class HistoryStore:
         status: str,
         created: float,
         meta_json: str,
-        images: Sequence[_Image],
+        images: Sequence[PreparedImage],
     ) -> int:
         for image in images:
             self._put_image(conn, image)
@@ -581,8 +388,8 @@ class HistoryStore:
         ``images`` are encoded image files (PNG, JPEG, WebP...); each distinct one is
         stored once.  The first user message gives an untitled conversation its title.
         """
-        _check_role(role)
-        _check_status(status)
+        check_role(role)
+        check_status(status)
         text = check_text(text)
         meta_json = dump_meta(meta)
         if isinstance(images, (bytes, bytearray, memoryview)):
@@ -607,7 +414,7 @@ class HistoryStore:
         if text is not None:
             text = check_text(text)
         if status is not None:
-            _check_status(status)
+            check_status(status)
         with self._write("update the message") as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
@@ -646,7 +453,7 @@ class HistoryStore:
                 text=text,
                 status=status,
                 created=created,
-                meta=_load_meta(meta, mid),
+                meta=load_meta(meta, mid),
                 images=tuple(images.get(mid, ())),
             )
             for mid, role, text, status, created, meta in rows

@@ -1,0 +1,173 @@
+"""What the chat history holds: its records, and the checks and helpers every write goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import HistoryError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "assistant", "system")
+STATUSES = ("complete", "stopped", "failed")
+TITLE_LENGTH = 60
+IMAGE_ONLY_TITLE = "Image question"
+
+# PIL format name -> file extension.
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str  # "" until the first question gives it one
+    created: float  # seconds since the epoch
+    updated: float
+    message_count: int
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    sha256: str
+    path: Path  # images_dir/ab/<sha256>.<ext>; read it with path.read_bytes()
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str  # 'user' | 'assistant' | 'system'
+    text: str
+    status: str  # 'complete' | 'stopped' | 'failed'
+    created: float
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
+    images: tuple[StoredImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    message_id: int
+    conversation_title: str
+    snippet: str  # one line; each match wrapped in « »
+    created: float
+    role: str = "user"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def derive_title(text: str, has_images: bool = False, limit: int = TITLE_LENGTH) -> str:
+    """A conversation title from its first question: first line, cut on a word."""
+    line = next((ln for ln in (text or "").splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if not line:
+        return IMAGE_ONLY_TITLE if has_images else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    space = cut.rfind(" ")
+    if space >= limit // 3:  # a word boundary not too far back (text without spaces is cut hard)
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-–—") + "…"
+
+
+def _image_ext(data: bytes) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or ""
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad bytes
+        raise HistoryError(f"An image could not be saved: it is not an image file ({exc}).") from None
+    if not fmt:
+        raise HistoryError("An image could not be saved: its format is unknown.")
+    return _EXTENSIONS.get(fmt, fmt.lower())
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image checked and hashed, ready to be written."""
+
+    sha256: str
+    ext: str
+    data: bytes = field(repr=False)
+
+
+def prepare_image(data: bytes | bytearray | memoryview) -> PreparedImage:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise HistoryError(f"An image must be given as encoded bytes, not {type(data).__name__}.")
+    data = bytes(data)
+    if not data:
+        raise HistoryError("An image could not be saved: it is empty.")
+    return PreparedImage(hashlib.sha256(data).hexdigest(), _image_ext(data), data)
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise HistoryError(f"A message's role must be one of {', '.join(ROLES)}, not {role!r}.")
+    return role  # type: ignore[return-value]
+
+
+def check_status(status: object) -> str:
+    if status not in STATUSES:
+        raise HistoryError(f"A message's status must be one of {', '.join(STATUSES)}, not {status!r}.")
+    return status  # type: ignore[return-value]
+
+
+def check_text(text: object) -> str:
+    """Validate text and normalise it to NFC, so 'café' typed either way is one word."""
+    if not isinstance(text, str):
+        raise HistoryError(f"A message's text must be a string, not {type(text).__name__}.")
+    return unicodedata.normalize("NFC", text)
+
+
+def dump_meta(meta: Mapping[str, Any] | None) -> str:
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise HistoryError(f"A message's meta must be a dict, not {type(meta).__name__}.")
+    try:
+        return json.dumps(dict(meta), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise HistoryError(f"A message's meta cannot be saved as JSON ({exc}).") from None
+
+
+def load_meta(raw: str | None, message_id: int) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw or "{}")
+    except ValueError:
+        log.warning("history: message %s has unreadable meta; ignored", message_id)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,54 @@
+"""The chat history's SQLite schema, as a list of migrations."""
+
+from __future__ import annotations
+
+# Each migration is a sequence of statements run in one transaction; migration i
+# (1-based) brings the schema to ``PRAGMA user_version = i``.  Never edit a
+# released migration: append a new one.
+_V1 = (
+    """CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX conversations_by_updated ON conversations(updated DESC, id DESC)",
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+        text TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'stopped', 'failed')),
+        created REAL NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
+    """CREATE TABLE images (
+        sha256 TEXT PRIMARY KEY,
+        ext TEXT NOT NULL,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE message_images (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES images(sha256),
+        PRIMARY KEY (message_id, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX message_images_by_sha256 ON message_images(sha256)",
+    """CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content='messages', content_rowid='id', tokenize='trigram'
+    )""",
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END""",
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
