@@ -316,9 +316,9 @@ class Engine:
         self.settings = settings
         if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
             self.unload_recognizer()  # a different speech model: the next utterance loads it
-        if reload or self.backend is None:
+        if reload:
             return self.load(epoch)
-        return True
+        return True  # a model unloaded on purpose, or one that failed, stays so: the next question loads it
 
     # -- conversation (pipeline thread) ------------------------------------------------
 
@@ -432,12 +432,14 @@ class Engine:
     def handle_turn(self, turn: UserTurn, epoch: int | None = None) -> ReplyFinished | None:
         """Answer one user turn, streaming ``TokenChunk`` events; never raise.
 
-        Returns the finished reply, or None when the turn failed (an ``ErrorEvent``
-        says why) or was cancelled before it started.
+        Every turn ends in exactly one terminal event: ``ReplyFinished`` (``stopped``
+        with no text when it was cancelled before it started) or ``ErrorEvent``.
+        Returns the finished reply, or None when the turn failed or never started.
         """
         token = self.token(epoch)
-        if token.cancelled:
-            return None  # stopped while it waited in the queue
+        if token.cancelled:  # stopped while it waited in the queue: it still ends, once
+            self._emit(ReplyFinished(turn.id, "", stopped=True))
+            return None
         try:
             if not turn.text.strip() and not turn.images and not turn.frames:
                 raise BadInputError("There is nothing to send: type a question or attach an image.")

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _turn_ids = itertools.count(1)
+
+# Lone UTF-16 surrogates (from undecodable command-line bytes, a broken paste) cannot be
+# stored or tokenized; NUL and other control characters are never meant as text.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Text from a person, made safe once at the boundary: lone surrogates become U+FFFD,
+    control characters other than tab and line breaks are dropped."""
+    return _CONTROLS.sub("", _SURROGATES.sub("\ufffd", text))
 
 
 def next_turn_id() -> int:
@@ -43,11 +55,16 @@ class ImageInput:
 
 @dataclass(frozen=True)
 class UserTurn:
+    """A question, from any front end; its text is cleaned here (``clean_text``), in one place."""
+
     text: str
     images: tuple[ImageInput, ...] = ()
     id: int = field(default_factory=next_turn_id)
-    # Recent camera frames (``camera.Frame``) to choose from: the fusion stage picks the ones sent.
+    # Recent camera frames (``devices.camera.Frame``) to choose from: the fusion stage picks the ones sent.
     frames: tuple = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", clean_text(str(self.text)))
 
 
 class State(enum.Enum):

@@ -7,11 +7,13 @@ loaded ``Settings`` for one run without writing it back.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,10 +179,33 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Settings from a dict; raises ``SettingsError`` when a value is unusable
+        (``salvage`` keeps the usable ones instead)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
-        return cls(**known, extra=extra)
+        try:
+            return cls(**known, extra=extra)
+        except TypeError as exc:  # cannot happen for known names; kept as a clear message
+            raise SettingsError(str(exc)) from None
+
+    @classmethod
+    def salvage(cls, data: dict[str, Any]) -> tuple[Settings, list[str]]:
+        """Settings from a dict, keeping every usable value: returns them and the names of
+        the fields whose values could not be used (those are left at their defaults)."""
+        try:
+            return cls.from_dict(data), []
+        except SettingsError:
+            pass
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        settings = cls(extra={k: v for k, v in data.items() if k not in names})
+        bad: list[str] = []
+        for name in sorted(k for k in data if k in names):
+            try:
+                settings = dataclasses.replace(settings, **{name: data[name]})
+            except (SettingsError, TypeError, ValueError):
+                bad.append(name)
+        return settings, bad
 
 
 @dataclass(frozen=True)
@@ -217,34 +242,56 @@ class LoadedSettings:
 
 
 def load_settings(paths: AppPaths) -> LoadedSettings:
-    """Read settings; a missing file gives defaults, a broken one is kept aside."""
+    """Read settings; never raises.  A missing file gives defaults; one that cannot be read
+    as a JSON object (bad encoding, bad JSON, absurd nesting) is set aside and the app
+    starts on defaults; single unusable values are reset and the rest kept.  Each
+    problem comes back as one ``warning`` for the user."""
     path = paths.settings_file
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return LoadedSettings(Settings())
     except OSError as exc:
-        return LoadedSettings(Settings(), f"Could not read {path}: {exc.strerror}; using defaults.")
+        return LoadedSettings(Settings(), f"Could not read {path}: {exc.strerror or exc}; using defaults.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8-sig"))  # a UTF-8 byte-order mark is harmless
         if not isinstance(data, dict):
-            raise SettingsError("not a JSON object")
-        return LoadedSettings(Settings.from_dict(data))
-    except (ValueError, TypeError) as exc:
-        backup = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-        try:
-            os.replace(path, backup)
-            kept = f" It was kept as {backup.name}."
-        except OSError:
-            kept = ""
-        log.warning("settings file %s is unusable: %s", path, exc)
-        return LoadedSettings(Settings(), f"The settings file was unusable ({exc}); using defaults.{kept}")
+            raise ValueError("it is not a JSON object")
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        why = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        log.warning("settings file %s is unusable: %s", path, why)
+        return LoadedSettings(Settings(), f"The settings file was unusable ({why}); using defaults.{_set_aside(path)}")
+    settings, bad = Settings.salvage(data)
+    if bad:
+        log.warning("settings file %s: unusable values for %s", path, ", ".join(bad))
+        return LoadedSettings(settings, f"Some saved settings had values that cannot be used and were reset: "
+                                        f"{', '.join(bad)}. The others were kept.")
+    return LoadedSettings(settings)
+
+
+def _set_aside(path: Path) -> str:
+    backup = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.replace(path, backup)
+    except OSError:
+        return ""
+    return f" It was kept as {backup.name}."
 
 
 def save_settings(paths: AppPaths, settings: Settings) -> None:
-    """Write settings atomically (a crash mid-write never leaves half a file)."""
+    """Write settings atomically and durably: a crash mid-write never leaves half a file,
+    two instances never write the same temporary file, and a failed write leaves none."""
     path = paths.settings_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    data = (json.dumps(settings.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -187,8 +187,29 @@ def test_turn_queued_before_stop_is_dropped(tiny_models, paths):
     assert engine.load()
     epoch = engine.epoch
     engine.cancel()
-    assert engine.handle_turn(UserTurn("queued earlier"), epoch) is None
-    assert not of(events, ReplyFinished) and engine.chat == []
+    turn = UserTurn("queued earlier")
+    assert engine.handle_turn(turn, epoch) is None
+    assert engine.chat == []
+    # It still ends, exactly once, so no front end waits on it ("Thinking…" forever).
+    ends = [e for e in events if isinstance(e, (ReplyFinished, ErrorEvent)) and e.turn_id == turn.id]
+    assert ends == [ReplyFinished(turn.id, "", stopped=True)]
+
+
+def test_changing_a_setting_does_not_reload_a_model_unloaded_on_purpose(tiny_models, paths, tmp_path):
+    engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=3)
+    assert engine.load()
+    engine.unload(announce=True)
+    loads = len([e for e in events if isinstance(e, StatusEvent) and e.state is State.LOADING])
+    assert engine.apply_settings(engine.settings.replace(temperature=0.7, system_prompt="Be brief."))
+    assert engine.backend is None  # still unloaded: the next question loads it
+    assert len([e for e in events if isinstance(e, StatusEvent) and e.state is State.LOADING]) == loads
+    assert engine.handle_turn(UserTurn("hello")) is not None and engine.backend is not None
+    # A model that failed to load is not tried again by an unrelated change either.
+    broken, broken_events = make_engine(tmp_path / "no-such-model", paths)
+    assert not broken.load()
+    failures = len(of(broken_events, ErrorEvent))
+    broken.apply_settings(broken.settings.replace(temperature=0.3))
+    assert len(of(broken_events, ErrorEvent)) == failures
 
 
 def test_bad_model_path_gives_a_clear_error(tmp_path, paths):
@@ -280,15 +301,71 @@ def test_settings_round_trip_and_validation(tmp_path):
         Settings(max_new_tokens=0)
 
 
-@pytest.mark.parametrize("content", ["{not json", '["a list"]', '{"device": "tpu"}'])
-def test_broken_settings_file_is_kept_aside(tmp_path, content):
+@pytest.mark.parametrize("content", [
+    b"{not json",
+    b'["a list"]',
+    b'{"model": "caf\xe9"}',  # not UTF-8
+    '{"model": "x"}'.encode("utf-16"),  # UTF-16 with its byte-order mark
+    b"[" * 100_000 + b"]" * 100_000,  # nested too deeply for the parser
+], ids=["bad-json", "not-an-object", "latin-1", "utf-16", "deep"])
+def test_unreadable_settings_file_is_kept_aside_and_the_app_starts(tmp_path, content):
     from assistant.settings import AppPaths, load_settings
 
     paths = AppPaths.under(tmp_path)
     paths.settings_file.parent.mkdir(parents=True)
-    paths.settings_file.write_text(content)
+    paths.settings_file.write_bytes(content)
     loaded = load_settings(paths)
     assert loaded.settings == Settings() and "unusable" in loaded.warning
     backups = list(paths.config.glob("settings.json.broken-*"))
-    assert len(backups) == 1 and backups[0].read_text() == content
+    assert len(backups) == 1 and backups[0].read_bytes() == content
     assert not paths.settings_file.exists()
+
+
+def test_one_bad_setting_does_not_throw_away_the_good_ones(tmp_path):
+    import json
+
+    from assistant.settings import AppPaths, load_settings, save_settings
+
+    paths = AppPaths.under(tmp_path)
+    paths.settings_file.parent.mkdir(parents=True)
+    saved = {"model": "org/kept", "temperature": 0.4, "device": "tpu", "speech_rate": 9999, "future": [1]}
+    paths.settings_file.write_text(json.dumps(saved))
+    loaded = load_settings(paths)
+    assert (loaded.settings.model, loaded.settings.temperature) == ("org/kept", 0.4)
+    assert (loaded.settings.device, loaded.settings.speech_rate) == ("auto", Settings().speech_rate)
+    assert loaded.settings.extra == {"future": [1]}
+    assert "device" in loaded.warning and "speech_rate" in loaded.warning
+    assert paths.settings_file.exists() and not list(paths.config.glob("*.broken-*"))
+    save_settings(paths, loaded.settings)  # and a save leaves no temporary file behind
+    assert sorted(p.name for p in paths.config.iterdir()) == ["settings.json"]
+
+
+def test_text_is_cleaned_once_at_the_boundary(tiny_models, paths):
+    from assistant.store.history import open_history
+
+    store, _ = open_history(paths.data)
+    try:
+        for saved in (store, None):  # with a history, and with --no-history
+            engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=3)
+            engine.store = saved
+            assert engine.load()
+            reply = engine.handle_turn(UserTurn("half an emoji \ud83d, a NUL\x00 and a bell\x07 here"))
+            assert reply is not None and not of(events, ErrorEvent)
+            assert engine.chat[0].text == "half an emoji \ufffd, a NUL and a bell here"
+        stored = store.messages(store.last_conversation_id())
+        assert stored[0].text == "half an emoji \ufffd, a NUL and a bell here"
+    finally:
+        store.close()
+
+
+def test_undecodable_command_line_bytes_do_not_crash_ask(tiny_models, data_dir):
+    import os
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--ask", b"caf\xe9 \xff question", "--model",
+         str(tiny_models["causal_lm"]), "--max-new-tokens", "3", "--data-dir", str(data_dir)],
+        capture_output=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in done.stderr

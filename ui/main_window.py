@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         if message.text != reply.text:
             message.set_text(reply.text)
         if reply.stopped:
-            message.finish("stopped", "Stopped — the partial reply is kept.")
+            message.finish("stopped", "Stopped — the partial reply is kept." if reply.text else "Stopped before it began.")
         else:
             message.finish("done")
 
