@@ -444,7 +444,10 @@ class Engine:
             if not turn.text.strip() and not turn.images and not turn.frames:
                 raise BadInputError("There is nothing to send: type a question or attach an image.")
             encoded = [read_image_bytes(image) for image in turn.images]
-            images = tuple(decode_image(data, image.name) for data, image in zip(encoded, turn.images))
+            images = tuple(
+                image.decoded if image.decoded is not None else decode_image(data, image.name)
+                for data, image in zip(encoded, turn.images)
+            )
         except BadInputError as exc:
             self._emit(ErrorEvent(str(exc), ErrorKind.BAD_INPUT, turn.id))
             self._status(State.READY if self.backend else State.ERROR, str(exc))

@@ -12,6 +12,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _turn_ids = itertools.count(1)
 
@@ -38,6 +39,9 @@ class ImageInput:
     name: str
     path: Path | None = None
     data: bytes | None = field(default=None, repr=False)
+    # The decoded picture, when a front end already decoded ``data`` (checked before a slow
+    # model load): the engine uses it instead of decoding the bytes a second time.
+    decoded: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
@@ -49,8 +53,8 @@ class ImageInput:
         return cls(name=p.name, path=p)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "pasted image") -> ImageInput:
-        return cls(name=name, data=bytes(data))
+    def from_bytes(cls, data: bytes, name: str = "pasted image", decoded: Any = None) -> ImageInput:
+        return cls(name=name, data=bytes(data), decoded=decoded)
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,14 @@ def capture_frames(spec: str) -> tuple:
 
 
 def read_images(paths: list[str]) -> tuple[ImageInput, ...]:
-    """Each ``--image`` read once and checked before a slow model load."""
+    """Each ``--image`` read and decoded once, before a slow model load (a bad file is said at once)."""
     from assistant.encoders.images import decode_image, read_image_bytes
 
     images = []
     for path in paths:
         source = ImageInput.from_path(path)
         data = read_image_bytes(source)
-        decode_image(data, source.name)
-        images.append(ImageInput.from_bytes(data, source.name))
+        images.append(ImageInput.from_bytes(data, source.name, decoded=decode_image(data, source.name)))
     return tuple(images)
 
 
