@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant.encoders.asr import FasterWhisper, TransformersWhisper  # noqa: E402
-from assistant.devices.microphone import WavMicrophone  # noqa: E402
+from assistant.devices.microphone import AudioFileMicrophone  # noqa: E402
 from assistant.encoders.listener import VoiceIn  # noqa: E402
 from tests.speech import make_conversation, word_error_rate  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> None:
     hf = convert(ct2, tmp / "whisper-tiny.en")
     conversation = make_conversation(tmp / "talk.wav", SENTENCES)
     utterances = []
-    listener = VoiceIn(WavMicrophone(conversation.path, realtime=False), utterances.append, hands_free=True)
+    listener = VoiceIn(AudioFileMicrophone(conversation.path, realtime=False), utterances.append, hands_free=True)
     listener.start()
     listener.wait_ended(120)
     listener.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.devices.audio import read_wav, resample
+from assistant.devices.audio import read_audio, resample
 
 VOICE = ("-v", "en-us+f3", "-s", "140")
 SLOW_VOICE = ("-v", "en-gb", "-s", "110", "-g", "5")
@@ -38,7 +38,7 @@ def speak(text: str, voice: tuple[str, ...] = VOICE) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s.wav"
         subprocess.run(["espeak-ng", *voice, "-w", str(out), text], check=True, capture_output=True)
-        audio = read_wav(out)
+        audio = read_audio(out)
     loud = np.flatnonzero(np.abs(audio.samples.astype(np.int32)) > 300)
     return audio.samples[loud[0]:loud[-1] + 1], audio.rate
 

@@ -15,7 +15,7 @@ import pytest
 
 from assistant.errors import BadInputError
 from assistant.devices.audio import AudioDeviceError
-from assistant.devices.microphone import CHUNK, SAMPLE_RATE, Microphone, MicrophoneEnded, PyAudioMicrophone, WavMicrophone
+from assistant.devices.microphone import CHUNK, SAMPLE_RATE, Microphone, MicrophoneEnded, PyAudioMicrophone, AudioFileMicrophone
 from assistant.encoders.vad import Segmenter, SileroVad, VadConfig
 from assistant.encoders.listener import ListenState, VoiceIn
 from tests.speech import SLOW_VOICE, make_conversation, word_error_rate, write_wav
@@ -35,7 +35,7 @@ def vad():
 def listen(path, config=VadConfig(), hands_free=True, muted=lambda: False, mic=None):
     """Hands-free listening to a whole file, as fast as it decodes; (utterances, events)."""
     utterances, events = [], []
-    listener = VoiceIn(mic or WavMicrophone(path, realtime=False), utterances.append, events.append, config,
+    listener = VoiceIn(mic or AudioFileMicrophone(path, realtime=False), utterances.append, events.append, config,
                        hands_free=hands_free, muted=muted)
     listener.start()
     assert listener.wait_ended(60)
@@ -64,7 +64,7 @@ def test_a_wav_microphone_delivers_16khz_mono_chunks_of_any_recording(tmp_path, 
             out.writeframes(raw)
     else:
         write_wav(path, tone, rate, channels, width)
-    mic = WavMicrophone(path, realtime=False)
+    mic = AudioFileMicrophone(path, realtime=False)
     mic.start()
     chunks = []
     with pytest.raises(MicrophoneEnded):
@@ -79,7 +79,7 @@ def test_a_wav_microphone_delivers_16khz_mono_chunks_of_any_recording(tmp_path, 
 
 def test_a_realtime_wav_microphone_keeps_the_recording_pace(tmp_path):
     path = write_wav(tmp_path / "half-second.wav", np.zeros(8000, np.int16), 16000)
-    mic = WavMicrophone(path, realtime=True)
+    mic = AudioFileMicrophone(path, realtime=True)
     mic.start()
     started = time.monotonic()
     n = 0
@@ -91,8 +91,8 @@ def test_a_realtime_wav_microphone_keeps_the_recording_pace(tmp_path):
 
 
 @pytest.mark.parametrize("content, expected", [
-    (b"", "not a readable PCM WAV"),
-    (b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4, "not a readable PCM WAV"),
+    (b"", "cannot be played"),
+    (b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4, "cannot be played"),
     (None, "holds no audio"),
 ])
 def test_empty_or_corrupt_recordings_give_a_clear_error(tmp_path, content, expected):
@@ -102,7 +102,7 @@ def test_empty_or_corrupt_recordings_give_a_clear_error(tmp_path, content, expec
     else:
         path.write_bytes(content)
     with pytest.raises(BadInputError, match=expected):
-        WavMicrophone(path).start()
+        AudioFileMicrophone(path).start()
     _, events = listen(path)  # the listener reports it and ends; nothing is sent
     errors = [e for e in events if e.kind == "error"]
     assert len(errors) == 1 and expected in errors[0].text
@@ -190,9 +190,9 @@ def test_short_clicks_are_not_speech(vad):
 
 def test_clipped_speech_is_still_heard(tmp_path):
     conversation = make_conversation(tmp_path / "loud.wav", SENTENCES[:2])
-    from assistant.devices.audio import read_wav
+    from assistant.devices.audio import read_audio
 
-    audio = read_wav(conversation.path)
+    audio = read_audio(conversation.path)
     clipped = write_wav(tmp_path / "clipped.wav", (audio.samples.astype(np.int32) * 8).clip(-32768, 32767), 16000)
     utterances, _ = listen(clipped)
     assert len(utterances) == 2
@@ -201,7 +201,7 @@ def test_clipped_speech_is_still_heard(tmp_path):
 # -- the listener -------------------------------------------------------------------------------
 
 
-class LiveWav(WavMicrophone):
+class LiveWav(AudioFileMicrophone):
     """A recording that behaves like a live microphone (half-duplex applies)."""
 
     live = True
@@ -223,7 +223,7 @@ def test_half_duplex_ignores_the_microphone_while_the_assistant_speaks(tmp_path)
 def test_push_to_talk_makes_one_utterance_of_what_was_said_while_held(tmp_path):
     conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:1], lead=0.3, gap=1.0)
     utterances, events = [], []
-    listener = VoiceIn(WavMicrophone(conversation.path, realtime=True), utterances.append, events.append)
+    listener = VoiceIn(AudioFileMicrophone(conversation.path, realtime=True), utterances.append, events.append)
     listener.start()
     deadline = time.monotonic() + 10
     while listener.state is not ListenState.IDLE and time.monotonic() < deadline:
@@ -240,7 +240,7 @@ def test_push_to_talk_makes_one_utterance_of_what_was_said_while_held(tmp_path):
 def test_push_to_talk_without_speech_sends_nothing(tmp_path):
     path = write_wav(tmp_path / "quiet.wav", np.zeros(16000 * 2, np.int16), 16000)
     utterances, events = [], []
-    listener = VoiceIn(WavMicrophone(path, realtime=True), utterances.append, events.append)
+    listener = VoiceIn(AudioFileMicrophone(path, realtime=True), utterances.append, events.append)
     listener.start()
     time.sleep(0.3)
     listener.push_to_talk(True)
@@ -287,7 +287,7 @@ class Unplugged(Microphone):
 
 def test_a_device_lost_mid_stream_is_reopened_and_listening_goes_on(tmp_path):
     conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:1], lead=0.3, gap=1.0)
-    mic = Unplugged(WavMicrophone.load(conversation.path))
+    mic = Unplugged(AudioFileMicrophone.load(conversation.path))
     utterances, events = [], []
     listener = VoiceIn(mic, utterances.append, events.append, hands_free=True, retry_delays=(0.05, 0.2))
     listener.start()
@@ -320,7 +320,7 @@ def test_closing_while_reconnecting_ends_at_once():
 
 def test_closing_joins_the_listening_thread(tmp_path):
     path = write_wav(tmp_path / "long.wav", np.zeros(16000 * 30, np.int16), 16000)
-    listener = VoiceIn(WavMicrophone(path, realtime=True), lambda u: None, hands_free=True)
+    listener = VoiceIn(AudioFileMicrophone(path, realtime=True), lambda u: None, hands_free=True)
     listener.start()
     time.sleep(0.3)
     started = time.monotonic()

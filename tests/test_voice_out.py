@@ -10,7 +10,7 @@ import pytest
 
 from assistant.events import ReplyFinished, TokenChunk, UserTurn
 from assistant.settings import Settings
-from assistant.devices.audio import Audio, read_wav, resample
+from assistant.devices.audio import Audio, read_audio, resample
 from assistant.devices.speaker import WavRecorderSpeaker
 from assistant.speech.sentences import CODE_BLOCK_PHRASE, SentenceSplitter, speakable
 from assistant.session import Session
@@ -69,7 +69,7 @@ def test_resample_and_wav_round_trip(tmp_path):
     speaker.play(tone, 22050)
     speaker.play(resample(tone, 22050, 44100), 44100)  # a different rate is converted
     speaker.close()
-    audio = read_wav(tmp_path / "out.wav")
+    audio = read_audio(tmp_path / "out.wav")
     assert audio.rate == 22050 and abs(audio.seconds - 2.0) < 0.01
 
 
@@ -119,7 +119,7 @@ def test_first_sentence_is_spoken_before_the_reply_is_finished(tmp_path, paths):
         "Sure.", "The red house has a steep roof.", "There is a tall green tree beside it.",
         "The sun is shining in a clear blue sky, and the grass is freshly cut.",
     ]
-    audio = read_wav(speaker.path)
+    audio = read_audio(speaker.path)
     words = len(reply.text.split())
     expected = words / 175 * 60  # espeak's default rate, in words per minute
     assert 0.5 * expected < audio.seconds < 2.5 * expected
@@ -228,7 +228,7 @@ def test_ask_speaks_into_a_wav_file(tiny_models, data_dir, tmp_path):
                "--data-dir", data_dir, "--speaker", out, "--rate", "250")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() and done.stderr == ""
-    audio = read_wav(out)
+    audio = read_audio(out)
     assert audio.seconds > 0.3 and rms(audio) > 500
     bad = run("--ask", "hi", "--model", tiny_models["idefics3"], "--data-dir", data_dir,
               "--speaker", out, "--voice", "no-such-voice")

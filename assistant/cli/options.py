@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", metavar="SOURCE",
                    help="camera: device index, video file or stream URL; with --ask, a file plays in full first")
     p.add_argument("--mic", metavar="WAV_OR_DEVICE",
-                   help="microphone: device index or name, or a .wav file played as the microphone")
+                   help="microphone: device index or name, or an audio file (.wav, .flac, .ogg, .opus, .mp3) "
+                        "played as the microphone")
     p.add_argument("--headless", action="store_true",
                    help="no window: listen hands-free (a --mic file until it ends), print 'you: …' and "
                         "'assistant: …' lines, speak replies to --speaker")

@@ -1,11 +1,17 @@
-"""Audio shared by the microphone and the speaker: buffers, WAV reading, resampling, PortAudio's lock."""
+"""Audio shared by the microphone and the speaker: buffers, audio files, resampling, PortAudio's lock.
+
+Files are read with libsndfile (``soundfile``): every WAV subtype (8/16/24/32-bit,
+32-bit float as Audacity exports it), FLAC, OGG/Vorbis, Opus and MP3.  Sample rates
+are converted with the SoX resampler (``soxr``), which filters properly: linear
+interpolation folded everything above 8 kHz back into the speech band when going
+from 48 to 16 kHz.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,34 +38,60 @@ class Audio:
         return len(self.samples) / self.rate if self.rate else 0.0
 
 
+# What a file microphone can play (what libsndfile reads).
+AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be read; the message says why, for a user."""
+
+
+def is_audio_file_name(spec: str) -> bool:
+    return spec.lower().endswith(AUDIO_FILE_SUFFIXES)
+
+
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Linear-interpolation resampling of mono int16 audio (speech-grade)."""
+    """Mono int16 audio from ``rate`` to ``target`` Hz (SoX's resampler, band-limited)."""
     if rate == target or len(samples) == 0:
         return samples
-    n = max(1, round(len(samples) * target / rate))
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples.astype(np.float32)).astype(np.int16)
+    import soxr
+
+    return soxr.resample(np.ascontiguousarray(samples, dtype=np.int16), rate, target, quality="HQ")
 
 
-def read_wav(path: str | Path) -> Audio:
-    """Read a PCM WAV file as mono int16."""
-    with wave.open(str(path), "rb") as wav:
-        rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
-        frames = wav.readframes(wav.getnframes())
-    if width == 2:
-        data = np.frombuffer(frames, dtype="<i2")
-    elif width == 1:
-        data = ((np.frombuffer(frames, dtype=np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
-    elif width == 3:  # 24-bit: keep the top two bytes of each little-endian sample
-        raw = np.frombuffer(frames, dtype=np.uint8).reshape(-1, 3)
-        data = (raw[:, 1].astype(np.uint16) | (raw[:, 2].astype(np.uint16) << 8)).view(np.int16)
-    elif width == 4:
-        data = (np.frombuffer(frames, dtype="<i4") >> 16).astype(np.int16)
-    else:
-        raise ValueError(f"unsupported sample width {width}")
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return Audio(np.array(data, dtype=np.int16), rate)
+class StreamResampler:
+    """Resampling of a stream that arrives in blocks, without clicks at the block edges."""
+
+    def __init__(self, rate: int, target: int) -> None:
+        import soxr
+
+        self._stream = soxr.ResampleStream(rate, target, 1, dtype="int16", quality="HQ")
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return self._stream.resample_chunk(np.ascontiguousarray(samples, dtype=np.int16))
+
+
+def read_audio(path: str | Path) -> Audio:
+    """An audio file (WAV of any subtype, FLAC, OGG, Opus, MP3, AIFF) as mono int16."""
+    import soundfile
+
+    try:
+        # As float: libsndfile's float-to-integer conversion truncates a float WAV to silence.
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as exc:
+        raise AudioFileError(_sndfile_reason(exc)) from None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise AudioFileError(str(exc) or type(exc).__name__) from None
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    samples = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
+    return Audio(np.ascontiguousarray(samples), int(rate))
+
+
+def _sndfile_reason(exc: Exception) -> str:
+    text = str(getattr(exc, "error_string", "") or exc).strip()
+    if "format" in text.lower() or "recogni" in text.lower():
+        return "its format is not one this app can read (WAV, FLAC, OGG, Opus, MP3, AIFF)"
+    return text.rstrip(".") or "libsndfile could not read it"
 
 
 @contextlib.contextmanager

@@ -14,13 +14,22 @@ import abc
 import queue
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from assistant.errors import BadInputError
-from assistant.devices.audio import PORTAUDIO_LOCK, Audio, AudioDeviceError, native_stderr_silenced, read_wav, resample
+from assistant.devices.audio import (
+    PORTAUDIO_LOCK,
+    Audio,
+    AudioDeviceError,
+    AudioFileError,
+    StreamResampler,
+    is_audio_file_name,
+    native_stderr_silenced,
+    read_audio,
+    resample,
+)
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples: 32 ms at 16 kHz
@@ -49,10 +58,11 @@ class _Rechunker:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._pending = np.zeros(0, dtype=np.int16)
+        self._resampler = StreamResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
-        if self.rate != SAMPLE_RATE:
-            samples = resample(samples, self.rate, SAMPLE_RATE)
+        if self._resampler is not None:
+            samples = self._resampler.push(samples)
         data = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         n = len(data) // CHUNK
         chunks = [data[i * CHUNK:(i + 1) * CHUNK] for i in range(n)]
@@ -85,8 +95,9 @@ class Microphone(abc.ABC):
         """Close the device; safe to call twice."""
 
 
-class WavMicrophone(Microphone):
-    """A WAV file as the microphone: any rate and channel count, resampled to 16 kHz mono.
+class AudioFileMicrophone(Microphone):
+    """An audio file as the microphone (WAV of any subtype, FLAC, OGG, Opus, MP3): any rate
+    and channel count, resampled to 16 kHz mono.
 
     ``realtime=True`` delivers the audio at the pace it was recorded (the window);
     ``False`` as fast as it is read (headless replay, tests).
@@ -111,9 +122,11 @@ class WavMicrophone(Microphone):
         if not path.is_file():
             raise BadInputError(f"The recording '{path}' does not exist.")
         try:
-            audio = read_wav(path)
-        except (wave.Error, EOFError, ValueError, OSError) as exc:
-            raise BadInputError(f"'{path.name}' is not a readable PCM WAV recording ({exc}).") from None
+            audio = read_audio(path)
+        except AudioFileError as exc:
+            raise BadInputError(f"The recording '{path.name}' cannot be played: {exc}.") from None
+        except OSError as exc:
+            raise BadInputError(f"The recording '{path.name}' cannot be read: {exc.strerror or exc}.") from None
         if audio.rate <= 0 or len(audio.samples) == 0:
             raise BadInputError(f"'{path.name}' holds no audio.")
         return to_mono16k(audio)
@@ -299,10 +312,11 @@ class PyAudioMicrophone(Microphone):
 
 
 def open_microphone(spec: str | None, realtime: bool = True) -> Microphone:
-    """``spec``: a ``.wav`` path, a device index or name, or ""/None for the default input.
+    """``spec``: an audio file (``.wav``, ``.flac``, ``.ogg``, ``.opus``, ``.mp3``…), a device
+    index or name, or ""/None for the default input.
 
     Nothing is opened yet: ``start()`` does that (and reports problems).
     """
-    if spec and spec.lower().endswith(".wav"):
-        return WavMicrophone(spec, realtime=realtime)
+    if spec and is_audio_file_name(spec):
+        return AudioFileMicrophone(spec, realtime=realtime)
     return PyAudioMicrophone(spec or None)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.errors import AssistantError
-from assistant.devices.audio import Audio, read_wav
+from assistant.devices.audio import Audio, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Pyttsx3Synthesizer:
         try:
             self._engine.save_to_file(text, str(path))
             self._engine.runAndWait()
-            audio = read_wav(path)
+            audio = read_audio(path)
         except Exception as exc:  # noqa: BLE001
             raise TtsError(f"Speech could not be synthesized: {exc}") from None
         return Audio(np.ascontiguousarray(audio.samples), audio.rate)

@@ -45,7 +45,7 @@ FILE_ITEM = "WAV file…"
 
 class MicPanel(QWidget):
     mic_toggled = Signal(bool)  # the user turned the microphone on/off
-    source_chosen = Signal(str)  # "" (default), a device index, or a .wav path
+    source_chosen = Signal(str)  # "" (default), a device index, or an audio file path
     hands_free_toggled = Signal(bool)
     talk_pressed = Signal(bool)  # push-to-talk button down/up
 
@@ -139,7 +139,8 @@ class MicPanel(QWidget):
     def _source_activated(self, index: int) -> None:
         data = self.source.itemData(index)
         if data is None:  # "WAV file…"
-            path, _ = QFileDialog.getOpenFileName(self, "Use a recording as the microphone", "", "WAV audio (*.wav)")
+            path, _ = QFileDialog.getOpenFileName(self, "Use a recording as the microphone", "",
+                                                  "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)")
             if not path:
                 self.source.setCurrentIndex(0)
                 return
