@@ -483,6 +483,7 @@ class Engine:
         started = time.monotonic()
         first: list[float] = []
         parts: list[str] = []
+        saver = _StreamingSave(self, conversation)
 
         def on_text(text: str) -> None:
             if not first:
@@ -490,6 +491,7 @@ class Engine:
                 self._status(State.GENERATING, "Answering…")
             parts.append(text)
             self._emit(TokenChunk(turn.id, text))
+            saver.grew(parts)
 
         params = GenerationParams(self.settings.max_new_tokens, self.settings.temperature, self.settings.image_detail)
         while True:
@@ -502,7 +504,7 @@ class Engine:
                     return self._fail_turn(turn, too_long, "", conversation)
                 history = history[2:]  # forget the oldest exchange and try again
             except AssistantError as exc:
-                return self._fail_turn(turn, exc, "".join(parts), conversation)
+                return self._fail_turn(turn, exc, "".join(parts), conversation, saver.message_id)
             except Exception as exc:  # noqa: BLE001
                 from assistant.devices.compute import is_out_of_memory, out_of_memory_message
 
@@ -511,10 +513,11 @@ class Engine:
                 else:
                     log.exception("unexpected generation failure")
                     failure = GenerationError(f"The model failed while answering: {exc}")
-                return self._fail_turn(turn, failure, "".join(parts), conversation)
+                return self._fail_turn(turn, failure, "".join(parts), conversation, saver.message_id)
         reply_text = result.text
         self.chat = history + [user, ChatMessage("assistant", reply_text)]
-        self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete")
+        self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete",
+                         message_id=saver.message_id)
         reply = ReplyFinished(
             turn.id,
             reply_text,
@@ -553,17 +556,70 @@ class Engine:
         self._emit(FramesChosen(turn.id, chosen, len(turn.frames)))
         return chosen
 
-    def _save_reply(self, conversation: int | None, text: str, status: str, error: str = "") -> None:
-        if conversation is not None:
-            meta = {"error": error} if error else None
+    def _save_reply(
+        self, conversation: int | None, text: str, status: str, error: str = "", message_id: int | None = None
+    ) -> None:
+        """The reply, finished: written over what was saved while it streamed (``message_id``), or added."""
+        if conversation is None:
+            return
+        meta = {"error": error} if error else {}
+        if message_id is not None:
+            self._store_call("save the reply", lambda s: s.update_message(message_id, text, status, meta))
+        else:
             self._store_call("save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
-            self.list_conversations()  # its "updated" time moved: the sidebar order changes
+        self.list_conversations()  # its "updated" time moved: the sidebar order changes
 
-    def _fail_turn(self, turn: UserTurn, exc: AssistantError, partial: str, conversation: int | None = None) -> None:
-        self._save_reply(conversation, partial, "failed", str(exc))
+    def _fail_turn(
+        self, turn: UserTurn, exc: AssistantError, partial: str, conversation: int | None = None,
+        message_id: int | None = None,
+    ) -> None:
+        self._save_reply(conversation, partial, "failed", str(exc), message_id)
         kind = ErrorKind.BAD_INPUT if isinstance(exc, BadInputError) else ErrorKind.GENERATION
         if isinstance(exc, ModelLoadError):
             kind = ErrorKind.MODEL_LOAD
         self._emit(ErrorEvent(str(exc), kind, turn.id, partial_text=partial))
         self._status(State.READY, str(exc))
         return None
+
+
+class _StreamingSave:
+    """A reply saved while it streams, so a crash or a kill loses at most a moment of it.
+
+    The first piece adds the message (``in_progress`` in its meta, status "stopped"); then
+    the text is rewritten at most once a second or every few hundred characters, each a
+    transaction of its own.  The finished reply is written over it (``Engine._save_reply``);
+    one left in progress is marked interrupted when the history is next opened.
+    """
+
+    EVERY_SECONDS = 1.0
+    EVERY_CHARS = 300
+
+    def __init__(self, engine: Engine, conversation: int | None) -> None:
+        self.engine = engine
+        self.conversation = conversation
+        self.message_id: int | None = None
+        self._saved_at = 0.0
+        self._saved_chars = 0
+        self._chars = 0
+
+    def grew(self, parts: list[str]) -> None:
+        if self.conversation is None or self.engine.store is None:
+            return
+        self._chars += len(parts[-1])
+        now = time.monotonic()
+        if self.message_id is not None and (
+            now - self._saved_at < self.EVERY_SECONDS and self._chars - self._saved_chars < self.EVERY_CHARS
+        ):
+            return
+        text, conversation = "".join(parts), self.conversation
+        if self.message_id is None:
+            self.message_id = self.engine._store_call(
+                "save the reply",
+                lambda s: s.add_message(conversation, "assistant", text, (), "stopped", {"in_progress": True}),
+            )
+            if self.message_id is None:
+                self.conversation = None  # the store failed (said once): no more tries this turn
+        else:
+            message_id = self.message_id
+            self.engine._store_call("save the reply", lambda s: s.update_message(message_id, text))
+        self._saved_at, self._saved_chars = now, self._chars

@@ -83,3 +83,44 @@ def test_settings_file_is_used_and_flags_override_it_without_saving(tiny_models,
     assert done.returncode == 1 and "nope" in done.stderr
     assert load_settings(paths).settings.model == str(tiny_models["causal_lm"])  # the flag was not saved
     assert json.loads(paths.settings_file.read_text())["system_prompt"] == "Be brief."
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ask_interrupted_keeps_the_partial_answer_as_stopped(tiny_models, data_dir, sig):
+    """Ctrl+C or SIGTERM ends --ask like Stop: the partial answer is saved, marked stopped."""
+    import signal
+
+    code = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from assistant.generators import transformers_backend as tb
+real = tb.TransformersBackend.generate
+def slow(self, messages, params, on_text, cancel):  # a long, paced reply
+    self.generate_kwargs = {{"min_new_tokens": 600}}
+    return real(self, messages, params, lambda t: (time.sleep(0.01), on_text(t)), cancel)
+tb.TransformersBackend.generate = slow
+import main
+sys.exit(main.main(["--ask", "tell me a long story", "--model", {str(tiny_models["causal_lm"])!r},
+                    "--max-new-tokens", "600", "--data-dir", {str(data_dir)!r}]))
+"""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=ROOT)
+    printed = b""
+    while len(printed) < 100:
+        piece = proc.stdout.read1(4096)
+        assert piece, proc.stderr.read().decode()
+        printed += piece
+    proc.send_signal(getattr(signal, sig))
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err
+    from assistant.store.history import open_history
+
+    store, _ = open_history(AppPaths.under(data_dir).data)
+    try:
+        reply = store.messages(store.last_conversation_id())[-1]
+        assert reply.role == "assistant" and reply.status == "stopped" and not reply.meta.get("interrupted")
+        assert len(reply.text) >= 50 and (printed + rest).decode(errors="replace").startswith(reply.text[:50])
+    finally:
+        store.close()

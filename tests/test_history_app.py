@@ -180,7 +180,8 @@ def test_export_and_import_through_the_engine(tiny_models, paths, image_file, tm
 
 
 def test_sigkill_mid_reply_keeps_every_completed_message(tiny_models, tmp_path):
-    """The app's own process is killed while a reply streams: what was complete survives."""
+    """The app's own process is killed while a reply streams: what was complete survives,
+    and so does the part of the reply that had streamed (marked interrupted on the next start)."""
     import os
     import signal
     import subprocess
@@ -220,7 +221,7 @@ engine.handle_turn(UserTurn("third question, never answered"))
             seen_done += 1
         elif seen_done == 2:
             tokens_after += 1
-            if tokens_after >= 5:
+            if tokens_after >= 150:  # more than a second of streaming: it has been saved
                 break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -230,7 +231,9 @@ engine.handle_turn(UserTurn("third question, never answered"))
     messages = store.messages(store.last_conversation_id())
     assert [(m.role, m.text) for m in messages if m.role == "user"] == [
         ("user", "first question"), ("user", "second question"), ("user", "third question, never answered")]
-    assert [m.status for m in messages if m.role == "assistant"] == ["complete", "complete"]
+    replies = [m for m in messages if m.role == "assistant"]
+    assert [m.status for m in replies] == ["complete", "complete", "stopped"]
+    assert replies[-1].text and replies[-1].meta == {"interrupted": True}
     store.close()
 
 

@@ -401,7 +401,10 @@ class MainWindow(QMainWindow):
             elif message.role == "assistant":
                 widget = self.chat.add_assistant(turn_id)
                 widget.set_text(message.text)
-                if message.status == "stopped":
+                if message.status == "stopped" and message.meta.get("interrupted"):
+                    widget.finish("stopped", "Interrupted — the app closed while this was being written; "
+                                             "the part written is kept.")
+                elif message.status == "stopped":
                     widget.finish("stopped", "Stopped — the partial reply is kept.")
                 elif message.status == "failed":
                     widget.finish("failed", message.meta.get("error", "This reply failed."))

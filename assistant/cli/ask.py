@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from assistant.cli.console import ConsoleProgress, fail, open_store, settings_for_run
+from assistant.cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, stop_on_sigterm
 from assistant.cli.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, quiet_libraries
 from assistant.errors import BadInputError
 from assistant.events import ErrorEvent, FramesChosen, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
@@ -90,6 +90,7 @@ def run_ask(args: argparse.Namespace) -> int:
             return fail(str(exc))
 
     errors: list[str] = []
+    replies: list[ReplyFinished] = []
     progress = ConsoleProgress()
     out = sys.stdout
 
@@ -105,20 +106,23 @@ def run_ask(args: argparse.Namespace) -> int:
             for choice in event.chosen:  # a stable format: scripts read these lines
                 print(f"frame t={choice.frame.t:.2f} weight={choice.weight:.3f}", file=sys.stderr, flush=True)
         elif isinstance(event, ReplyFinished):
+            replies.append(event)
             out.write("\n")
             out.flush()
 
     store = open_store(args, paths)
     session = Session(settings, paths, show, speaker=speaker, speak=True, store=store,
                       on_speech=lambda e: e.kind == "error" and errors.append(e.text))
-    reply = None
+    stop_on_sigterm()
     try:
         ok = session.load()
         progress.done()
         if not ok:
             return fail(errors[-1] if errors else "the model could not be loaded.")
-        reply = session.answer(UserTurn(question, images, frames=frames))
-        if reply is not None:
+        if answer_interruptibly(session, UserTurn(question, images, frames=frames)):
+            print("\ninterrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED  # the partial answer was saved as stopped
+        if replies:
             session.wait_spoken()
     except KeyboardInterrupt:
         session.stop()
@@ -128,6 +132,6 @@ def run_ask(args: argparse.Namespace) -> int:
         session.close()
         if store is not None:
             store.close()
-    if reply is None or errors:
+    if not replies or errors:
         return fail(errors[-1] if errors else "no answer was produced.")
     return EXIT_OK

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
 from assistant.cli.ask import read_images
-from assistant.cli.console import ConsoleProgress, fail, open_store, settings_for_run
+from assistant.cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, stop_on_sigterm
 from assistant.cli.options import EXIT_OK, quiet_libraries
 from assistant.errors import BadInputError
 from assistant.events import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
@@ -89,6 +88,7 @@ def run_chat(args: argparse.Namespace) -> int:
     session = Session(settings, paths, show, speaker=speaker, speak=True if args.speaker else None, store=store,
                       on_speech=lambda e: e.kind == "error" and print(f"error: {e.text}", file=err, flush=True))
     interactive = sys.stdin.isatty()
+    stop_on_sigterm()
     try:
         ok = session.load()
         progress.done()
@@ -126,7 +126,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 continue
             number += 1
             turn = _Turn()
-            _answer_interruptibly(session, UserTurn(question, images))
+            answer_interruptibly(session, UserTurn(question, images))
             images = ()
             if args.timings and turn.first is not None:
                 print(f"turn={number} ttft={turn.first - turn.asked:.3f} tokens={turn.tokens} "
@@ -139,13 +139,3 @@ def run_chat(args: argparse.Namespace) -> int:
             store.close()
     return EXIT_OK
 
-
-def _answer_interruptibly(session, turn: UserTurn) -> None:
-    """Answer in a worker thread, so that Ctrl+C here stops the reply like Stop does (it is kept)."""
-    worker = threading.Thread(target=session.answer, args=(turn,), name="chat-turn")
-    worker.start()
-    while worker.is_alive():
-        try:
-            worker.join(0.1)
-        except KeyboardInterrupt:
-            session.stop()

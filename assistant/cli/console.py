@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from assistant.cli.options import EXIT_FAILED, paths_from, settings_from
@@ -77,3 +79,42 @@ class ConsoleProgress:
         if self.tty and self.last_line:
             self.stream.write("\n")
             self.last_line = ""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a command-line session the way Ctrl+C does (a reply being written is
+    stopped and kept, then everything closes)."""
+
+    def interrupt(signum, frame):  # noqa: ARG001 - the signal module's signature
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (tests that call a front end from a thread)
+        pass
+
+
+def answer_interruptibly(session, turn) -> bool:
+    """Answer in a worker thread, so that Ctrl+C (or SIGTERM) here stops the reply like Stop
+    does: it ends, is saved as stopped, and this returns.  True when it was interrupted."""
+    done = threading.Event()
+
+    def answer() -> None:
+        try:
+            session.answer(turn)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=answer, name="turn")
+    worker.start()
+    interrupted = False
+    # Wait on an event, not on join(): a KeyboardInterrupt inside Thread.join can leave
+    # is_alive() false while the thread still runs (CPython gh-90882).
+    while not done.is_set():
+        try:
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            session.stop()
+    worker.join()
+    return interrupted

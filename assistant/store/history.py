@@ -409,25 +409,43 @@ class HistoryStore:
             )
         return message_id
 
-    def update_message(self, message_id: int, text: str | None = None, status: str | None = None) -> None:
-        """Change a saved message's text and/or status (a reply that grew, stopped or failed)."""
+    def update_message(
+        self, message_id: int, text: str | None = None, status: str | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Change a saved message's text, status and/or meta (a reply that grew, stopped or failed)."""
         if text is not None:
             text = check_text(text)
         if status is not None:
             check_status(status)
+        meta_json = dump_meta(meta) if meta is not None else None
         with self._write("update the message") as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 raise HistoryError(f"Message {message_id} does not exist.")
-            if text is None and status is None:
+            if text is None and status is None and meta_json is None:
                 return
             conn.execute(
-                "UPDATE messages SET text = coalesce(?, text), status = coalesce(?, status) WHERE id = ?",
-                (text, status, message_id),
+                "UPDATE messages SET text = coalesce(?, text), status = coalesce(?, status), meta = coalesce(?, meta) "
+                "WHERE id = ?",
+                (text, status, meta_json, message_id),
             )
             conn.execute(
                 "UPDATE conversations SET updated = max(updated, ?) WHERE id = ?", (time.time(), row[0])
             )
+
+    def mark_interrupted(self) -> int:
+        """Replies left being written when the app ended (killed, crashed, powered off) are
+        marked interrupted: kept as stopped, with ``meta["interrupted"]``.  Returns how many."""
+        with self._write("recover interrupted replies") as conn:
+            rows = conn.execute(
+                "SELECT id, meta FROM messages WHERE meta LIKE '%\"in_progress\":true%'"
+            ).fetchall()
+            for message_id, raw in rows:
+                meta = load_meta(raw, message_id)
+                meta.pop("in_progress", None)
+                meta["interrupted"] = True
+                conn.execute("UPDATE messages SET status = 'stopped', meta = ? WHERE id = ?", (dump_meta(meta), message_id))
+        return len(rows)
 
     def messages(self, conv_id: int) -> list[StoredMessage]:
         """A conversation's messages in the order they were said ([] for an unknown id)."""
@@ -603,6 +621,9 @@ def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
         except HistoryCorruptError as exc:
             result = str(exc)
         if result == "ok":
+            recovered = store.mark_interrupted()
+            if recovered:
+                log.info("history: %d reply(s) left being written are marked interrupted", recovered)
             return store, None
         store.close()
         problem = f"quick_check: {result}"
