@@ -1,6 +1,6 @@
 """A session: what every front end does with the engine, written once.
 
-The window, ``--ask`` and ``--headless`` (and the terminal chat to come) all hold
+The window, ``--ask``, ``--chat`` and ``--headless`` all hold
 one ``Session``.  It owns the ``Engine`` (the models, one turn at a time), the
 assistant's voice (``VoiceOut``) and the listening thread (``VoiceIn``), and wires
 them the same way for everyone:
