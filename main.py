@@ -1,7 +1,7 @@
 """Multimodal Assistant: ``python main.py`` opens the window.
 
 This file parses the flags and hands over to one front end: the window
-(``ui.app``), or a command-line one (``assistant.cli``): ``--ask`` answers once,
+(``ui.app``), or a command-line one (``cli``): ``--ask`` answers once,
 ``--chat`` holds a conversation in the terminal, ``--headless`` a spoken one,
 ``--export-chat`` prints a saved chat.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from assistant.cli.options import EXIT_USAGE, build_parser, check_args
+from cli.options import EXIT_USAGE, build_parser, check_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,19 +20,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.export_chat is not None:
-        from assistant.cli.export import run_export
+        from cli.export import run_export
 
         return run_export(args)
     if args.ask is not None:
-        from assistant.cli.ask import run_ask
+        from cli.ask import run_ask
 
         return run_ask(args)
     if args.chat:
-        from assistant.cli.chat import run_chat
+        from cli.chat import run_chat
 
         return run_chat(args)
     if args.headless:
-        from assistant.cli.headless import run_headless
+        from cli.headless import run_headless
 
         return run_headless(args)
     from ui.app import run_gui

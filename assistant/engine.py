@@ -390,12 +390,13 @@ class Engine:
 
     def export_conversation(self, conversation_id: int, fmt: str, destination: Path) -> Path | None:
         """Write a conversation as Markdown (a folder: .md plus images/) or JSON (a file)."""
+        from assistant.files import atomic_write
         from assistant.store.export import export_json, export_markdown
 
         def write(store: HistoryStore) -> Path:
             if fmt == "md":
                 return export_markdown(store, conversation_id, destination)
-            destination.write_text(json.dumps(export_json(store, conversation_id), ensure_ascii=False, indent=1))
+            atomic_write(destination, json.dumps(export_json(store, conversation_id), ensure_ascii=False, indent=1).encode())
             return destination
 
         path = self._store_call("export", write)

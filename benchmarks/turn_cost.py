@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="a model folder (default: build SmolVLM-256M's shapes)")
     args = parser.parse_args()
 
-    from assistant.cli.options import quiet_libraries
+    from cli.options import quiet_libraries
     from assistant.settings import AppPaths
 
     quiet_libraries(False)

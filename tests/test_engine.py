@@ -57,7 +57,7 @@ def test_engine_runs_without_qt(tiny_models, tmp_path):
         f"e = Engine(Settings(model={str(tiny_models['causal_lm'])!r}, max_new_tokens=3), "
         f"AppPaths.under({str(tmp_path)!r}), lambda ev: None)\n"
         "assert e.load() and e.handle_turn(UserTurn('hi'))\n"
-        "import assistant.cli.options, assistant.models.hub\n"
+        "import cli.options, assistant.models.hub\n"
         "qt = [m for m in sys.modules if m.startswith('PySide6') or m == 'ui' or m.startswith('ui.')]\n"
         "assert not qt, qt\n"
     )

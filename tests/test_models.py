@@ -29,7 +29,7 @@ from assistant.events import (
     UserTurn,
 )
 from assistant.models.cache import ModelStoreError, delete_cached, download, list_cached
-from assistant.cli.options import build_parser, settings_from
+from cli.options import build_parser, settings_from
 from assistant.settings import (
     QUANTIZATIONS,
     Settings,

@@ -11,7 +11,7 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from assistant.cli.options import paths_from, quiet_libraries, settings_from
+from cli.options import paths_from, quiet_libraries, settings_from
 from assistant.store.history import HistoryError, open_history
 from assistant.settings import APP_NAME, APP_TITLE, load_settings
 from assistant.devices.audio import AudioDeviceError

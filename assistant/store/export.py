@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import HistoryError
+from assistant.files import atomic_write
 from assistant.store.history import HistoryStore
 from assistant.store.records import (
     ROLES,
     STATUSES,
     StoredImage,
-    atomic_write,
     check_text,
     derive_title,
     describe_os_error,

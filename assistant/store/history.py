@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import HistoryError
+from assistant.files import atomic_write
 from assistant.store.records import (
     ROLES,
     STATUSES,
@@ -48,7 +49,6 @@ from assistant.store.records import (
     SearchHit,
     StoredImage,
     StoredMessage,
-    atomic_write,
     check_role,
     check_status,
     check_text,

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from assistant.cli.console import fail, warn
-from assistant.cli.options import EXIT_OK, paths_from
+from cli.console import fail, warn
+from cli.options import EXIT_OK, paths_from
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ import os
 import sys
 import time
 
-from assistant.cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, stop_on_sigterm
-from assistant.cli.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, quiet_libraries
+from cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, speaker_from_args, stop_on_sigterm
+from cli.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, quiet_libraries
 from assistant.errors import BadInputError
 from assistant.events import ErrorEvent, FramesChosen, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.settings import SettingsError
@@ -79,15 +79,12 @@ def run_ask(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             return fail(str(exc))
 
-    speaker = None
-    if args.speaker:
-        from assistant.devices.audio import AudioDeviceError
-        from assistant.devices.speaker import open_speaker
+    from assistant.devices.audio import AudioDeviceError
 
-        try:
-            speaker = open_speaker(args.speaker, realtime=False)
-        except AudioDeviceError as exc:
-            return fail(str(exc))
+    try:
+        speaker = speaker_from_args(args, realtime=False)
+    except AudioDeviceError as exc:
+        return fail(str(exc))
 
     errors: list[str] = []
     replies: list[ReplyFinished] = []

@@ -13,8 +13,8 @@ import queue
 import sys
 import threading
 
-from assistant.cli.console import ConsoleProgress, fail, open_store, settings_for_run, warn
-from assistant.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, quiet_libraries
+from cli.console import ConsoleProgress, fail, open_store, settings_for_run, warn
+from cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, quiet_libraries
 from assistant.errors import BadInputError
 from assistant.events import ErrorEvent, ReplyFinished, StatusEvent, Transcribed
 from assistant.settings import SettingsError

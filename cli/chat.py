@@ -18,9 +18,9 @@ import argparse
 import sys
 import time
 
-from assistant.cli.ask import read_images
-from assistant.cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, stop_on_sigterm
-from assistant.cli.options import EXIT_OK, quiet_libraries
+from cli.ask import read_images
+from cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, speaker_from_args, stop_on_sigterm
+from cli.options import EXIT_OK, quiet_libraries
 from assistant.errors import BadInputError
 from assistant.events import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.settings import SettingsError
@@ -45,15 +45,12 @@ def run_chat(args: argparse.Namespace) -> int:
         paths, settings = settings_for_run(args)
     except SettingsError as exc:
         return fail(str(exc))
-    speaker = None
-    if args.speaker:
-        from assistant.devices.audio import AudioDeviceError
-        from assistant.devices.speaker import open_speaker
+    from assistant.devices.audio import AudioDeviceError
 
-        try:
-            speaker = open_speaker(args.speaker, realtime=True)
-        except AudioDeviceError as exc:
-            return fail(str(exc))
+    try:
+        speaker = speaker_from_args(args, realtime=True)
+    except AudioDeviceError as exc:
+        return fail(str(exc))
 
     out, err = sys.stdout, sys.stderr
     progress = ConsoleProgress()

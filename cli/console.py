@@ -8,11 +8,12 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from assistant.cli.options import EXIT_FAILED, paths_from, settings_from
+from cli.options import EXIT_FAILED, paths_from, settings_from
 from assistant.events import State, StatusEvent
 from assistant.settings import AppPaths, Settings, load_settings
 
 if TYPE_CHECKING:
+    from assistant.devices.speaker import Speaker
     from assistant.store.history import HistoryStore
 
 
@@ -35,6 +36,16 @@ def settings_for_run(args: argparse.Namespace) -> tuple[AppPaths, Settings]:
     if loaded.warning:
         warn(loaded.warning)
     return paths, settings_from(args, loaded.settings)
+
+
+def speaker_from_args(args: argparse.Namespace, realtime: bool) -> Speaker | None:
+    """The ``--speaker`` named on the command line (None without one); raises
+    ``AudioDeviceError`` with a clear message when it cannot be opened."""
+    if not args.speaker:
+        return None
+    from assistant.devices.speaker import open_speaker
+
+    return open_speaker(args.speaker, realtime=realtime)
 
 
 def open_store(args: argparse.Namespace, paths: AppPaths) -> HistoryStore | None:
