@@ -31,7 +31,15 @@ from assistant.generators.base import (
     GeneratorBackend,
     PromptTooLongError,
 )
-from assistant.errors import AssistantError, BadInputError, Cancelled, GenerationError, HistoryError, ModelLoadError
+from assistant.errors import (
+    AssistantError,
+    BadInputError,
+    Cancelled,
+    GenerationError,
+    HistoryError,
+    ModelLoadError,
+    short_message,
+)
 from assistant.encoders.images import decode_image, encode_jpeg, read_image_bytes
 from assistant.garbage import collect
 from assistant.events import (
@@ -455,9 +463,16 @@ class Engine:
             return None
         meta = None
         if turn.frames:  # attention fusion: which of the recent camera frames go with the question
-            chosen = self._select_frames(turn)
-            images += tuple(PILImage.fromarray(choice.frame.image) for choice in chosen)
-            encoded += [encode_jpeg(choice.frame.image) for choice in chosen]
+            try:
+                chosen = self._select_frames(turn)
+                images += tuple(PILImage.fromarray(choice.frame.image) for choice in chosen)
+                encoded += [encode_jpeg(choice.frame.image) for choice in chosen]
+            except Exception as exc:  # noqa: BLE001 - a turn never raises, whatever the frames hold
+                log.exception("camera frames could not be used")
+                message = f"The camera frames could not be used ({short_message(exc)}); ask again without the camera."
+                self._emit(ErrorEvent(message, ErrorKind.BAD_INPUT, turn.id))
+                self._status(State.READY if self.backend else State.UNLOADED, message)
+                return None
             meta = {"frames": [{"t": round(c.frame.t, 3), "weight": round(c.weight, 4)} for c in chosen]}
         # Saved before the model runs: a crash mid-reply never loses the question.
         new_conversation = self.conversation_id is None

@@ -126,4 +126,11 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--image needs --ask (in --chat, type '/image PATH'; in the window, use Attach image…)."
     if args.timings and not args.chat:
         return "--timings goes with --chat."
+    if args.camera is not None:
+        from assistant.devices.camera import parse_source
+
+        try:
+            parse_source(args.camera)
+        except ValueError as exc:
+            return f"--camera: {exc}"
     return None

@@ -124,3 +124,10 @@ sys.exit(main.main(["--ask", "tell me a long story", "--model", {str(tiny_models
         assert len(reply.text) >= 50 and (printed + rest).decode(errors="replace").startswith(reply.text[:50])
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("flags", [["--ask", "hi"], ["--headless"], ["--chat"]])
+def test_a_camera_that_cannot_exist_is_a_usage_error(flags, data_dir):
+    done = run(*flags, "--camera", "-1", "--data-dir", data_dir)
+    assert done.returncode == 2 and done.stderr.startswith("error: --camera: Camera number -1")
+    assert "Traceback" not in done.stderr

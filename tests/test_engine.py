@@ -369,3 +369,29 @@ def test_undecodable_command_line_bytes_do_not_crash_ask(tiny_models, data_dir):
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert b"Traceback" not in done.stderr
+
+
+def test_frames_that_cannot_be_used_end_the_turn_with_one_clear_error(tiny_models, paths):
+    import numpy as np
+
+    from assistant.devices.camera import Frame
+
+    engine, events = make_engine(tiny_models["idefics3"], paths, max_new_tokens=3)
+    assert engine.load()
+    broken = tuple(Frame(np.zeros((12, 16, 5), np.uint8), t=i * 0.25, index=70_000 + i) for i in range(3))  # 5 channels
+    turn = UserTurn("what am I holding?", frames=broken)
+    assert engine.handle_turn(turn) is None  # no exception escapes
+    ends = [e for e in events if isinstance(e, (ReplyFinished, ErrorEvent)) and e.turn_id == turn.id]
+    assert len(ends) == 1 and ends[0].kind is ErrorKind.BAD_INPUT and "camera frames" in ends[0].message
+    assert engine.handle_turn(UserTurn("still there?")) is not None
+
+
+def test_a_model_with_damaged_weights_is_reported_not_answered_blank(tiny_models, paths):
+    engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=5)
+    assert engine.load()
+    with torch.no_grad():
+        next(engine.backend.model.parameters()).fill_(float("nan"))  # scribbled weights
+    turn = UserTurn("hello")
+    assert engine.handle_turn(turn) is None
+    ends = [e for e in events if isinstance(e, (ReplyFinished, ErrorEvent)) and e.turn_id == turn.id]
+    assert len(ends) == 1 and ends[0].kind is ErrorKind.GENERATION and "invalid numbers" in ends[0].message

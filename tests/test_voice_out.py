@@ -267,3 +267,15 @@ def test_a_failing_sound_device_turns_speech_off_with_one_message(tmp_path):
     assert voice.close()
     problems = [e for e in events if e.kind in ("error", "disabled")]
     assert len(problems) == 1 and "device unplugged" in problems[0].text and not voice.enabled
+
+
+def test_stopped_turns_are_remembered_within_bounds(tmp_path):
+    from assistant.speech.voice_out import MAX_SILENCED
+
+    voice = VoiceOut(WavRecorderSpeaker(tmp_path / "x.wav", realtime=False))
+    for turn_id in range(1, 5001):
+        voice.stop(silence=[turn_id])
+    assert len(voice._silenced) <= MAX_SILENCED and 5000 in voice._silenced  # the newest stay silent
+    voice.feed(5000, "Not a word of this. Nor this.")
+    voice.end_reply(5000)
+    assert voice._queue.empty()

@@ -92,6 +92,26 @@ class _StreamToCallback:
             self._emit(final=True)
 
 
+class _BrokenOutput(Exception):
+    """The model's first logits were not finite numbers."""
+
+
+class _FiniteFirstStep:
+    """A logits processor that checks the first step's scores are finite (NaN or inf means
+    damaged weights or an overflow: the reply would be garbage or empty).  Only the first
+    step: checking every token would cost a GPU sync each time."""
+
+    def __init__(self) -> None:
+        self.checked = False
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self.checked:
+            self.checked = True
+            if not bool(torch.isfinite(scores).all()):
+                raise _BrokenOutput
+        return scores
+
+
 class _CancelCriteria:
     """A stopping criterion that ends generation once the token is cancelled."""
 
@@ -487,7 +507,7 @@ class TransformersBackend(GeneratorBackend):
     ) -> GenerationResult:
         if self.model is None:
             raise GenerationError("No model is loaded.")
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         detail = self.detail_for(params.image_detail)
         images = [img for m in messages for img in m.images]
@@ -540,9 +560,17 @@ class TransformersBackend(GeneratorBackend):
                     max_new_tokens=max_new,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                    logits_processor=LogitsProcessorList([_FiniteFirstStep()]),
                     return_dict_in_generate=True,
                     **{**sampling, **self.generate_kwargs},
                 )
+        except _BrokenOutput:
+            self.conversation.clear()
+            raise GenerationError(
+                f"The model '{self.model_name}' computes invalid numbers (NaN or infinity), so it cannot answer: "
+                "its files may be damaged (delete and download it again on the Models page) or this precision "
+                "does not suit it (try float32)."
+            ) from None
         except Exception as exc:  # noqa: BLE001
             self.conversation.clear()  # half-written: trust none of it
             if not is_out_of_memory(exc):

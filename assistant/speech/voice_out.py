@@ -25,6 +25,7 @@ from assistant.speech.tts import EspeakNgSynthesizer, Pyttsx3Synthesizer, TtsErr
 log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 0.02
+MAX_SILENCED = 256  # stopped turns remembered (turn ids only grow: the oldest are long finished)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class VoiceOut:
             self._epoch += 1
             self._silenced.update(k for k in self._splitters if k is not None)
             self._silenced.update(silence)
+            if len(self._silenced) > MAX_SILENCED:  # bounded: only recent turns can still send text
+                ids = sorted(k for k in self._silenced if k is not None)
+                self._silenced.difference_update(ids[: len(ids) - MAX_SILENCED])
             self._splitters.clear()
         while True:
             try:
