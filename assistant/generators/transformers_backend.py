@@ -97,9 +97,10 @@ class _BrokenOutput(Exception):
 
 
 class _FiniteFirstStep:
-    """A logits processor that checks the first step's scores are finite (NaN or inf means
-    damaged weights or an overflow: the reply would be garbage or empty).  Only the first
-    step: checking every token would cost a GPU sync each time."""
+    """A logits processor that checks the first step's scores hold no NaN or +inf (damaged
+    weights or an overflow: the reply would be garbage or empty).  -inf is allowed: other
+    processors use it to mask tokens.  Only the first step: checking every token would
+    cost a GPU sync each time."""
 
     def __init__(self) -> None:
         self.checked = False
@@ -107,7 +108,7 @@ class _FiniteFirstStep:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.checked:
             self.checked = True
-            if not bool(torch.isfinite(scores).all()):
+            if bool(torch.isnan(scores).any() or torch.isposinf(scores).any()):
                 raise _BrokenOutput
         return scores
 
