@@ -84,6 +84,8 @@ def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBac
             settings.remote_model,
             api_key=keys.key_for(settings.base_url),
             timeout=settings.request_timeout,
+            first_token_timeout=settings.first_token_timeout,
+            stall_timeout=settings.stall_timeout,
             image_max_side=settings.remote_image_max_side,
         )
     from assistant.generators.transformers_backend import TransformersBackend

@@ -82,6 +82,8 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL  # the server's OpenAI-compatible API root, with /v1
     remote_model: str = ""  # the model name the server serves; "" = its only model
     request_timeout: float = 60.0  # seconds: connecting, and the longest wait between two chunks
+    first_token_timeout: float = 180.0  # seconds a server may take to send the first word (keep-alives don't count)
+    stall_timeout: float = 60.0  # seconds a server may fall silent in the middle of a reply
     remote_image_max_side: int = 1024  # images are shrunk to this before they are sent
     # The API key is never a setting: see assistant.secrets.
     # Keys written by other versions or features: kept so saving never loses them.
@@ -142,6 +144,10 @@ class Settings:
             or not 1 <= self.request_timeout <= 3600
         ):
             raise SettingsError("request_timeout must be between 1 and 3600 seconds")
+        for name in ("first_token_timeout", "stall_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
+                raise SettingsError(f"{name} must be between 1 and 3600 seconds")
         if not isinstance(self.remote_image_max_side, int) or not 64 <= self.remote_image_max_side <= 8192:
             raise SettingsError("remote_image_max_side must be between 64 and 8192 pixels")
 
@@ -153,6 +159,7 @@ class Settings:
         """What the loaded generator depends on: when this changes, the model is reloaded."""
         if self.backend == "openai":
             return (self.backend, self.base_url.strip(), self.remote_model.strip(), self.request_timeout,
+                    self.first_token_timeout, self.stall_timeout,
                     self.remote_image_max_side)
         return (self.backend, *self.model_key())
 

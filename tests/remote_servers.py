@@ -104,7 +104,9 @@ class CaptureServer:
 
     ``mode``: "ok" streams ``reply`` word by word; "status" answers ``status`` with
     an OpenAI-style error whose message is ``error_message``; "drop" streams
-    ``drop_after`` chunks and then closes the connection mid-body.
+    ``drop_after`` chunks and then closes the connection mid-body; "keepalive"
+    streams ``drop_after`` chunks and then only SSE keep-alive comments (for at
+    most ``keepalive_seconds``) until the client leaves.
     """
 
     def __init__(self, models: tuple[str, ...] = ("capture-model",)) -> None:
@@ -118,6 +120,7 @@ class CaptureServer:
         self.drop_after = 3
         self.chunk_delay = 0.0
         self.first_chunk_delay = 0.0  # headers at once, then a wait (a server reading a long prompt)
+        self.keepalive_seconds = 30.0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -174,6 +177,12 @@ class CaptureServer:
                     if outer.mode == "drop" and i == outer.drop_after:
                         self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)  # cut off mid-body
+                        return
+                    if outer.mode == "keepalive" and i == outer.drop_after:
+                        deadline = time.monotonic() + outer.keepalive_seconds
+                        while time.monotonic() < deadline:  # alive, and saying nothing
+                            self._chunk(b": keep-alive\n\n")
+                            time.sleep(0.1)
                         return
                     delta = {"content": word + (" " if i < len(words) - 1 else "")}
                     self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],

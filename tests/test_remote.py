@@ -447,6 +447,33 @@ def test_a_dropped_stream_keeps_what_arrived(paths):
         engine.unload()
 
 
+@pytest.mark.parametrize("words_first, expected", [(0, "sent no answer within 2 s"), (3, "stopped sending the answer for 2 s")])
+def test_a_server_that_only_keeps_the_connection_alive_is_given_up(paths, words_first, expected):
+    """Keep-alive lines reset a client's read timeout; the deadlines for the first word and
+    for a silence mid-reply do not care, and the question is saved with the failed reply."""
+    from assistant.store.history import open_history
+
+    store, _ = open_history(paths.data)
+    with CaptureServer() as server:
+        server.mode, server.drop_after, server.keepalive_seconds = "keepalive", words_first, 20.0
+        settings = remote_settings(server, request_timeout=30, first_token_timeout=2, stall_timeout=2)
+        engine, events = run_engine(settings, paths, store)
+        assert engine.load()
+        started = time.monotonic()
+        assert engine.handle_turn(UserTurn("are you there?")) is None
+        assert time.monotonic() - started < 15  # not the keep-alive's 20 s, nor forever
+        error = of(events, ErrorEvent)[-1]
+        assert expected in error.message and "Settings" in error.message
+        assert error.partial_text == ("A red house " if words_first else "")
+        saved = store.messages(engine.conversation_id)
+        assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "failed")]
+        assert saved[0].text == "are you there?"
+        server.mode = "ok"  # the next turn works
+        assert engine.handle_turn(UserTurn("again")).text == server.reply
+        engine.unload()
+    store.close()
+
+
 def test_the_key_is_sent_and_scrubbed_from_errors(paths, monkeypatch):
     secret = "sk-live-abcdefghijklmnop"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
@@ -565,9 +592,13 @@ def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama,
     secret = "sk-never-on-disk-6789"
     dialog.api_key.setText(secret)
     dialog.request_timeout.setValue(45)
+    assert dialog.first_token_timeout.isVisibleTo(dialog) and dialog.stall_timeout.isVisibleTo(dialog)
+    dialog.first_token_timeout.setValue(300)
+    dialog.stall_timeout.setValue(20)
     dialog.image_max_side.setValue(768)
     result = dialog.result_settings()
     assert (result.backend, result.remote_model, result.request_timeout) == ("openai", MODEL_ALIAS, 45.0)
+    assert (result.first_token_timeout, result.stall_timeout) == (300.0, 20.0)
     assert result.remote_image_max_side == 768
 
     # As the window does it on OK: key to the keyring (pipeline thread), settings to disk.

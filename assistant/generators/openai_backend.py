@@ -39,7 +39,7 @@ from assistant.generators.base import (
     PromptTooLongError,
     TextCallback,
 )
-from assistant.progress import CancelToken, NeverCancelled, Progress, ProgressCallback
+from assistant.progress import CancelToken, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -199,8 +199,12 @@ def _socket_of(response: Any) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-class _StopWatcher:
-    """Shuts the connection down as soon as ``cancel`` is set, waking a blocked read.
+class _StreamWatcher:
+    """Shuts the connection down when the reply must end, waking a blocked read:
+    at once on Stop (``cancel``), and when the server keeps the connection open but
+    sends no words: none within ``first_s`` of the request, or none for ``stall_s``
+    in the middle of a reply.  Keep-alive lines do not count as words, and the
+    client's own timeout (between reads) never fires while they flow.
 
     A thread per request, joined when the request ends.  Without it, Stop would
     wait for the server's next chunk (seconds while it processes a long prompt).
@@ -208,25 +212,40 @@ class _StopWatcher:
 
     POLL_S = 0.02
 
-    def __init__(self, response: Any, cancel: CancelToken) -> None:
+    def __init__(self, response: Any, cancel: CancelToken, first_s: float, stall_s: float, started: float) -> None:
         self.fired = False
+        self.timed_out: str | None = None  # "first" or "stall" when a deadline ended the stream
         self._sock = _socket_of(response)
         self._cancel = cancel
+        self._first_s, self._stall_s = first_s, stall_s
+        self._started = started
+        self._last_word: float | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        if self._sock is not None and not isinstance(cancel, NeverCancelled):
-            self._thread = threading.Thread(target=self._run, name="openai-stop-watcher")
+        if self._sock is not None:
+            self._thread = threading.Thread(target=self._run, name="openai-stream-watcher")
             self._thread.start()
+
+    def word(self) -> None:
+        """The reading thread: some of the reply arrived."""
+        self._last_word = time.monotonic()
 
     def _run(self) -> None:
         while not self._done.wait(self.POLL_S):
+            now = time.monotonic()
             if self._cancel.cancelled:
                 self.fired = True
-                try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed
-                return
+            elif self._last_word is None and now - self._started > self._first_s:
+                self.timed_out = "first"
+            elif self._last_word is not None and now - self._last_word > self._stall_s:
+                self.timed_out = "stall"
+            else:
+                continue
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+            return
 
     def close(self) -> None:
         self._done.set()
@@ -244,6 +263,8 @@ class OpenAIBackend(GeneratorBackend):
         api_key: str | None = None,
         timeout: float = 60.0,
         image_max_side: int = 1024,
+        first_token_timeout: float = 180.0,
+        stall_timeout: float = 60.0,
         connect_attempts: int = 4,
         backoff_s: float = 0.5,
     ) -> None:
@@ -251,6 +272,8 @@ class OpenAIBackend(GeneratorBackend):
         self.model = model.strip()
         self._key = api_key or None
         self.timeout = float(timeout)
+        self.first_token_timeout = float(first_token_timeout)
+        self.stall_timeout = float(stall_timeout)
         self.image_max_side = image_max_side
         self.connect_attempts = max(1, connect_attempts)
         self.backoff_s = backoff_s
@@ -380,6 +403,7 @@ class OpenAIBackend(GeneratorBackend):
                 extra_body=self.extra_body or None,
             )
 
+        started = time.monotonic()
         try:
             stream = self._with_retries(start, cancel)
         except Cancelled:
@@ -392,7 +416,7 @@ class OpenAIBackend(GeneratorBackend):
         parts: list[str] = []
         chunks = 0
         finished = False
-        watcher = _StopWatcher(stream.response, cancel)
+        watcher = _StreamWatcher(stream.response, cancel, self.first_token_timeout, self.stall_timeout, started)
         try:
             for chunk in stream:
                 if cancel.cancelled:
@@ -400,6 +424,7 @@ class OpenAIBackend(GeneratorBackend):
                 for choice in chunk.choices or ():
                     delta = choice.delta.content if choice.delta is not None else None
                     if delta:
+                        watcher.word()
                         chunks += 1
                         parts.append(delta)
                         on_text(delta)
@@ -408,6 +433,8 @@ class OpenAIBackend(GeneratorBackend):
         except Exception as exc:  # noqa: BLE001
             if cancel.cancelled or watcher.fired:
                 return GenerationResult("".join(parts), chunks, True)
+            if watcher.timed_out is not None:
+                raise GenerationError(self._gave_up(watcher.timed_out, parts)) from None
             if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
                 if not parts:
                     self._diagnose(body)
@@ -418,11 +445,21 @@ class OpenAIBackend(GeneratorBackend):
             stream.close()  # at once: the server sees the client leave and stops generating
         if cancel.cancelled:
             return GenerationResult("".join(parts), chunks, True)
+        if watcher.timed_out is not None:  # the shutdown may end the stream without an error
+            raise GenerationError(self._gave_up(watcher.timed_out, parts))
         if not finished:
             if not parts:
                 self._diagnose(body)
             raise GenerationError(self._lost(parts))
         return GenerationResult("".join(parts), chunks, False)
+
+    def _gave_up(self, why: str, parts: list[str]) -> str:
+        if why == "first":
+            return (f"The server at {self.base_url} sent no answer within {self.first_token_timeout:g} s (it kept the "
+                    "connection open without a word), so the question was given up. It may be overloaded or stuck; "
+                    "try again, or allow it longer in Settings….")
+        return (f"The server at {self.base_url} stopped sending the answer for {self.stall_timeout:g} s, so it was "
+                f"given up{'; the part received is kept' if parts else ''}. Try again, or allow it longer in Settings….")
 
     def _diagnose(self, body: list[dict[str, Any]]) -> None:
         """Why did a stream end before its first chunk?  Some servers (llama-cpp-python)

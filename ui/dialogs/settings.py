@@ -248,6 +248,13 @@ class SettingsDialog(QDialog):
         self.request_timeout.setValue(settings.request_timeout)
         self.request_timeout.setToolTip("Longest wait for the server to connect or send the next part of a reply")
         form.addRow("Timeout", self.request_timeout)
+        self.first_token_timeout = self._seconds_box(
+            settings.first_token_timeout, "Longest wait for the first word of a reply (a server reading a long prompt "
+            "or loading its model); messages that only keep the connection open do not count")
+        form.addRow("Wait for the first word", self.first_token_timeout)
+        self.stall_timeout = self._seconds_box(
+            settings.stall_timeout, "Longest silence in the middle of a reply before it is given up (what arrived is kept)")
+        form.addRow("Longest pause in a reply", self.stall_timeout)
         self.image_max_side = QSpinBox()
         self.image_max_side.setRange(64, 8192)
         self.image_max_side.setSingleStep(64)
@@ -264,12 +271,22 @@ class SettingsDialog(QDialog):
         self.backend.currentIndexChanged.connect(self._show_backend_rows)
         self._show_backend_rows()
 
+    @staticmethod
+    def _seconds_box(value: float, tip: str) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(1, 3600)
+        box.setDecimals(0)
+        box.setSuffix(" s")
+        box.setValue(value)
+        box.setToolTip(tip)
+        return box
+
     def _show_backend_rows(self) -> None:
         remote = self.backend.currentData() == "openai"
         for row in (self._model_row, self.device, self.dtype):
             self._form.setRowVisible(row, not remote)
         for widget in (self.base_url, self._server_model_row, self.api_key, self.keyring_note, self.request_timeout,
-                       self.image_max_side):
+                       self.first_token_timeout, self.stall_timeout, self.image_max_side):
             self._form.setRowVisible(widget, remote)
         self._form.setRowVisible(self.models_note, remote and bool(self.models_note.text()))
 
@@ -327,6 +344,8 @@ class SettingsDialog(QDialog):
             base_url=self.base_url.text().strip(),
             remote_model=self.remote_model.currentText().strip(),
             request_timeout=float(self.request_timeout.value()),
+            first_token_timeout=float(self.first_token_timeout.value()),
+            stall_timeout=float(self.stall_timeout.value()),
             remote_image_max_side=self.image_max_side.value(),
             asr_model=self.asr_model.currentText().strip(),
             asr_language=self.asr_language.text().strip().lower(),
