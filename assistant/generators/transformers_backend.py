@@ -157,6 +157,7 @@ class TransformersBackend(GeneratorBackend):
         self.features = ImageFeatureCache()
         self._image_token_id: int | None = None
         self._cache_arg = "past_key_values"
+        self._encoder_inputs: frozenset[str] = frozenset()  # what get_image_features takes; empty: not used
 
     # -- loading -----------------------------------------------------------------
 
@@ -231,7 +232,11 @@ class TransformersBackend(GeneratorBackend):
         self.model = model
         self.device = device
         self._image_token_id = _image_token_id(config)
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        forward = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        encoder = getattr(getattr(model, "model", None), "get_image_features", None)
+        if self.is_vlm and self._image_token_id is not None and encoder is not None and "mm_encoder_outputs" in forward:
+            self._encoder_inputs = frozenset(inspect.signature(encoder).parameters) - {"kwargs", "return_dict"}
         gen = model.generation_config
         if gen.pad_token_id is None:
             gen.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else gen.eos_token_id
@@ -426,8 +431,8 @@ class TransformersBackend(GeneratorBackend):
     # -- generation ----------------------------------------------------------------
 
     def detail_for(self, requested: str) -> str:
-        """``auto`` is one tile an image without a CUDA GPU (each SmolVLM tile costs about
-        4 s on two CPU cores; a tiled 640x480 frame, five tiles), the model's tiling with one."""
+        """``auto`` is one tile an image without a CUDA GPU (a SmolVLM-256M tile costs about
+        0.85 s on two CPU cores, a tiled 640x480 frame five tiles), the model's tiling with one."""
         if requested in ("low", "high"):
             return requested
         return "high" if self.device is not None and self.device.type == "cuda" else "low"
@@ -436,8 +441,8 @@ class TransformersBackend(GeneratorBackend):
         """One image through the vision tower and connector: (tokens..., hidden) features."""
         processed = self.processor.image_processor(images=[image], return_tensors="pt", **self._detail_kwargs(detail))
         encoder = self.model.model.get_image_features
-        wanted = inspect.signature(encoder).parameters
-        kwargs = {k: v.to(self.device) for k, v in processed.items() if k in wanted and isinstance(v, torch.Tensor)}
+        kwargs = {k: v.to(self.device) for k, v in processed.items()
+                  if k in self._encoder_inputs and isinstance(v, torch.Tensor)}
         if "pixel_values" in kwargs:
             kwargs["pixel_values"] = kwargs["pixel_values"].to(self.model.dtype)
         with torch.inference_mode():
@@ -449,18 +454,14 @@ class TransformersBackend(GeneratorBackend):
     def _image_features(self, images: list[Any], ids: torch.Tensor, detail: str) -> tuple[list, list] | None:
         """Each image's features (cached by its pixels) and its token span in ``ids``; None when
         this architecture cannot take pre-computed features (its images are encoded with the prompt)."""
-        model = self.model
-        if (
-            not images
-            or self._image_token_id is None
-            or not hasattr(getattr(model, "model", None), "get_image_features")
-            or "mm_encoder_outputs" not in inspect.signature(model.forward).parameters
-        ):
+        if not images or not self._encoder_inputs:
             return None
         try:
             features = [self.features.get(image, detail, lambda im: self._encode_image(im, detail)) for image in images]
         except Exception as exc:  # noqa: BLE001 - an architecture whose encoder wants more than we know to give
-            log.info("image features cannot be pre-computed for %s (%s)", self.model_name, short_message(exc))
+            log.info("image features cannot be pre-computed for %s (%s); images go with the prompt from now on",
+                     self.model_name, short_message(exc))
+            self._encoder_inputs = frozenset()  # decided once, not retried every turn
             return None
         positions = (ids == self._image_token_id).nonzero().flatten().tolist()
         counts = [int(f.shape[:-1].numel()) for f in features]
