@@ -60,6 +60,7 @@ from assistant.events import (
 )
 from assistant.progress import Progress
 from assistant.settings import AppPaths, Settings
+from assistant.store.records import describe_storage_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -345,10 +346,13 @@ class Engine:
         try:
             return write(self.store)
         except (HistoryError, sqlite3.Error, OSError) as exc:
-            log.exception("history: could not %s", what)
+            # An expected failure (a full disk): one line in the log, the traceback only when debugging.
+            log.warning("history: could not %s: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             if not self._store_warned:
                 self._store_warned = True
-                self._emit(ErrorEvent(f"Chat history: could not {what} ({exc}).", ErrorKind.HISTORY))
+                reason = exc.reason if isinstance(exc, HistoryError) else describe_storage_error(exc)
+                self._emit(ErrorEvent(f"Chat history: could not {what}: {reason}. What is on screen stays, "
+                                      "but this conversation may not be saved.", ErrorKind.HISTORY))
             return None
 
     def list_conversations(self) -> None:
@@ -573,6 +577,20 @@ class Engine:
         chosen = tuple(result.chosen)
         self._emit(FramesChosen(turn.id, chosen, len(turn.frames)))
         return chosen
+
+    def save_unanswered(self, turn: UserTurn, reason: str) -> None:
+        """A question that could not be asked at all (its model or server could not be loaded):
+        kept in the history with a failed reply that says why, so asking again is one click away."""
+        try:
+            encoded = [read_image_bytes(image) for image in turn.images]
+        except BadInputError:
+            encoded = []
+        if self.conversation_id is None:
+            self.conversation_id = self._store_call("start a conversation", lambda s: s.create_conversation())
+        conversation = self.conversation_id
+        if conversation is not None:
+            self._store_call("save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded))
+            self._save_reply(conversation, "", "failed", reason)
 
     def _save_reply(
         self, conversation: int | None, text: str, status: str, error: str = "", message_id: int | None = None

@@ -22,7 +22,14 @@ class Cancelled(AssistantError):
 
 
 class HistoryError(AssistantError):
-    """The conversation store cannot be read or written."""
+    """The conversation store cannot be read or written.
+
+    ``reason`` is the cause alone ("the disk is full"), for a caller that words its own
+    sentence around it; it is the whole message when no separate cause was given."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def short_message(exc: BaseException, limit: int = 240) -> str:

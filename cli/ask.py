@@ -12,10 +12,11 @@ import os
 import sys
 import time
 
-from cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, speaker_from_args, stop_on_sigterm
+from cli.console import (ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, speaker_from_args,
+                         stop_on_sigterm, warn)
 from cli.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, quiet_libraries
 from assistant.errors import BadInputError
-from assistant.events import ErrorEvent, FramesChosen, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
+from assistant.events import ErrorEvent, ErrorKind, FramesChosen, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.settings import SettingsError
 
 LIVE_CAPTURE_SECONDS = 3.0  # how long --ask watches a live camera before asking
@@ -39,11 +40,15 @@ def capture_frames(spec: str) -> tuple:
             deadline = time.monotonic() + LIVE_CAPTURE_SECONDS
             while time.monotonic() < deadline and camera.status.state not in ("failed", "ended"):
                 time.sleep(0.05)
+        how_it_went = camera.status.detail  # before stop(), which says only "… is off"
     finally:
         camera.stop()
     frames = tuple(buffer.frames())
     if not frames:
-        raise RuntimeError(f"the camera '{spec}' gave no frames ({camera.status.detail})")
+        raise RuntimeError(f"the camera gave no frames: {how_it_went}")
+    if camera.cut_short:
+        count = f"{len(frames)} frame" + ("s" if len(frames) != 1 else "")
+        warn(f"{camera.name} ended {camera.cut_short}; the question uses what it showed ({count}).")
     return frames
 
 
@@ -97,6 +102,8 @@ def run_ask(args: argparse.Namespace) -> int:
             out.flush()
         elif isinstance(event, StatusEvent):
             progress.show(event)
+        elif isinstance(event, ErrorEvent) and event.kind is ErrorKind.HISTORY:
+            warn(event.message)  # the answer still stands: saving it is what failed
         elif isinstance(event, ErrorEvent):
             errors.append(event.message)
         elif isinstance(event, FramesChosen):
@@ -114,9 +121,12 @@ def run_ask(args: argparse.Namespace) -> int:
     try:
         ok = session.load()
         progress.done()
+        turn = UserTurn(question, images, frames=frames)
         if not ok:
-            return fail(errors[-1] if errors else "the model could not be loaded.")
-        if answer_interruptibly(session, UserTurn(question, images, frames=frames)):
+            reason = errors[-1] if errors else "the model could not be loaded."
+            session.engine.save_unanswered(turn, reason)  # the question is kept, marked failed
+            return fail(reason)
+        if answer_interruptibly(session, turn):
             print("\ninterrupted", file=sys.stderr)
             return EXIT_INTERRUPTED  # the partial answer was saved as stopped
         if replies:

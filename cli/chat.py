@@ -22,7 +22,7 @@ from cli.ask import read_images
 from cli.console import ConsoleProgress, answer_interruptibly, fail, open_store, settings_for_run, speaker_from_args, stop_on_sigterm
 from cli.options import EXIT_OK, quiet_libraries
 from assistant.errors import BadInputError
-from assistant.events import ErrorEvent, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
+from assistant.events import ErrorEvent, ErrorKind, ImageInput, ReplyFinished, StatusEvent, TokenChunk, UserTurn
 from assistant.settings import SettingsError
 
 
@@ -77,7 +77,8 @@ def run_chat(args: argparse.Namespace) -> int:
             else:
                 if turn.text:
                     out.write("\n")
-                print(f"error: {event.message}", file=err, flush=True)
+                label = "warning" if event.kind is ErrorKind.HISTORY else "error"
+                print(f"{label}: {event.message}", file=err, flush=True)
         elif isinstance(event, StatusEvent):
             progress.show(event)
 

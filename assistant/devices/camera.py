@@ -170,6 +170,9 @@ def _import_cv2() -> Any:
     """cv2, with its log level lowered to errors unless the user chose one (OPENCV_LOG_LEVEL):
     otherwise every reconnect attempt prints backend warnings to the terminal."""
     global _opencv_quieted
+    # FFmpeg's own lines ("moov atom not found") go straight to the terminal; the app says
+    # what went wrong in its own words.  AV_LOG_FATAL (8) keeps only crashes, unless the user chose.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
     import cv2
 
     if not _opencv_quieted:
@@ -243,6 +246,7 @@ class CameraSource:
             self.name = f"Video '{os.path.basename(self.source) or self.source}'"
         self.frames_skipped = 0  # corrupt frames dropped (all sessions)
         self.frames_captured = 0  # frames delivered in the current session
+        self.cut_short = ""  # how a video file ended before its container said it would ("after 2.0 s of …")
         self._lock = threading.Lock()
         self._status = CameraStatus("stopped", f"{self.name} is off.")
         self._latest: Frame | None = None
@@ -266,6 +270,7 @@ class CameraSource:
             self._stop_event = threading.Event()
             self._finished = threading.Event()
             self._ended = False
+            self.cut_short = ""
             self._latest = None
             self._delivered.clear()
             self.frames_captured = 0
@@ -408,7 +413,7 @@ class CameraSource:
                         attempt = 0
                         continue
                     self._ended = True
-                    self._set_status("ended", f"{self.name} has ended.")
+                    self._set_status("ended", f"{self.name} has ended" + (f" {self.cut_short}." if self.cut_short else "."))
                     return
         except Exception as exc:  # noqa: BLE001 - report it; the rest of the app carries on
             log.exception("%s: capture thread failed", self.name)
@@ -491,6 +496,7 @@ class CameraSource:
                 if is_file:
                     if not got_frame and not progress.frames:
                         raise _Fault(f"{self.name} could not be read (unsupported or damaged file)")
+                    self.cut_short = _cut_short(progress.frames, _get(cap, cv2.CAP_PROP_FRAME_COUNT), file_fps)
                     return _FILE_END
                 failures += 1
                 if failures >= MAX_READ_FAILURES:
@@ -552,6 +558,15 @@ class CameraSource:
         self._delivered.append(time.monotonic())
         if self.buffer is not None:
             self.buffer.add(frame)
+
+
+def _cut_short(frames_read: int, frames_claimed: float | None, fps: float) -> str:
+    """How a video file ended early, in words ("after 2.0 s of its 10.0 s: …"); empty when it
+    played to the end its container promised (within a tenth and a frame)."""
+    if not frames_claimed or frames_read >= 0.9 * frames_claimed - 1:
+        return ""
+    return (f"after {frames_read / fps:.1f} s of its {frames_claimed / fps:.1f} s: the file may be cut short or "
+            "damaged")
 
 
 class _FileProgress:

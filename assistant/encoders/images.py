@@ -67,7 +67,8 @@ def decode_image(data: bytes, name: str, max_side: int = MAX_SIDE) -> Image.Imag
     except UnidentifiedImageError:
         raise BadInputError(f"'{name}' is not an image file this app can read.") from None
     except Image.DecompressionBombError:
-        raise BadInputError(f"Image '{name}' is too large to open safely.") from None
+        raise BadInputError(f"Image '{name}' is far larger than the {MAX_DECODE_PIXELS / 1e6:.0f} megapixels this app "
+                            "opens. Save a smaller copy and try again.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadInputError(f"Image '{name}' is damaged and cannot be decoded ({exc}).") from None
     if rgb.width < 1 or rgb.height < 1:

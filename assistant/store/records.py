@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -150,6 +151,28 @@ def load_meta(raw: str | None, message_id: int) -> dict[str, Any]:
 
 
 def describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "the file grew larger than this system allows"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
+
+
+_SQLITE_IN_WORDS = {  # SQLite's messages, as a person reads them
+    "database or disk is full": "the disk is full",
+    "disk i/o error": "the disk could not be written or read (disk I/O error)",
+    "attempt to write a readonly database": "the history file is read-only",
+    "database is locked": "another program is holding the history (database is locked)",
+}
+
+
+def describe_sqlite_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return _SQLITE_IN_WORDS.get(text.lower(), text or type(exc).__name__)
+
+
+def describe_storage_error(exc: BaseException) -> str:
+    """What went wrong in storage, in words: a full disk is "the disk is full", whichever layer saw it."""
+    return describe_os_error(exc) if isinstance(exc, OSError) else describe_sqlite_error(exc)
