@@ -73,6 +73,9 @@ T = TypeVar("T")
 
 BackendFactory = Callable[[Settings, AppPaths], GeneratorBackend]
 
+EMPTY_ANSWER = ("The model ended its answer without writing anything. Ask again or rephrase; if it keeps "
+                "happening, its files may be damaged (download it again on the Models page).")
+
 
 def default_backend_factory(settings: Settings, paths: AppPaths) -> GeneratorBackend:
     """The generator the settings ask for: in-process ``transformers``, or an OpenAI-compatible server."""
@@ -537,6 +540,8 @@ class Engine:
                     failure = GenerationError(f"The model failed while answering: {exc}")
                 return self._fail_turn(turn, failure, "".join(parts), conversation, saver.message_id)
         reply_text = result.text
+        if not reply_text and not result.stopped:  # an answer of nothing is a fault, not a reply to show blank
+            return self._fail_turn(turn, GenerationError(EMPTY_ANSWER), "", conversation, saver.message_id)
         self.chat = history + [user, ChatMessage("assistant", reply_text)]
         self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete",
                          message_id=saver.message_id)

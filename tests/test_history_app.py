@@ -157,6 +157,28 @@ def test_failed_turn_is_saved_but_not_replayed_to_the_model(tiny_models, paths):
     store.close()
 
 
+def test_a_model_that_answers_nothing_is_reported_not_shown_blank(tiny_models, paths):
+    """Damaged weights that always pick the end token: the turn is an error that says so
+    (saved as failed), not an empty reply; nothing empty goes into the model's context."""
+    from assistant.engine import EMPTY_ANSWER
+    from assistant.events import ErrorEvent, ReplyFinished
+
+    store, _ = open_history(paths.data)
+    events = []
+    engine = Engine(Settings(model=str(tiny_models["causal_lm"]), max_new_tokens=20), paths, events.append,
+                    store=store)
+    assert engine.load()
+    eos = engine.backend.tokenizer.eos_token_id
+    engine.backend.generate_kwargs = {"sequence_bias": {(eos,): 1e4}}  # the end token always wins
+    assert engine.handle_turn(UserTurn("say something")) is None
+    assert [e.message for e in events if isinstance(e, ErrorEvent)] == [EMPTY_ANSWER]
+    assert not [e for e in events if isinstance(e, ReplyFinished)]
+    saved = store.messages(engine.conversation_id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "failed")]
+    assert engine.chat == []
+    store.close()
+
+
 def test_export_and_import_through_the_engine(tiny_models, paths, image_file, tmp_path):
     store, _ = open_history(paths.data)
     events = []
