@@ -66,6 +66,8 @@ class Session:
         self.settings = settings
         self._on_event = on_event
         self._pending: set[int] = set()  # turns asked and not yet finished
+        self._waiting_utterance: int | None = None  # the one utterance queued behind the reply in progress
+        self._superseded: set[int] = set()  # utterances replaced by a newer one before they started
         self._lock = threading.Lock()
         self.voice: VoiceOut | None = None
         if speaker is not None:
@@ -115,7 +117,14 @@ class Session:
     def answer_utterance(
         self, samples: np.ndarray, frames: tuple = (), turn_id: int | None = None, epoch: int | None = None
     ) -> ReplyFinished | None:
-        """Transcribe what was said and answer it; see ``Engine.handle_utterance``."""
+        """Transcribe what was said and answer it; see ``Engine.handle_utterance``.  An utterance
+        that ``offer_utterance`` replaced by a newer one is skipped (None, nothing emitted)."""
+        with self._lock:
+            if turn_id in self._superseded:
+                self._superseded.discard(turn_id)
+                return None
+            if self._waiting_utterance == turn_id:
+                self._waiting_utterance = None
         return self.engine.handle_utterance(samples, frames, turn_id, epoch)
 
     def new_chat(self) -> None:
@@ -127,6 +136,16 @@ class Session:
         return self.engine.apply_settings(settings, epoch, reload)
 
     # -- turn bookkeeping and stopping (any thread) --------------------------------------------
+
+    def offer_utterance(self, turn_id: int) -> bool:
+        """An utterance is about to be queued for ``answer_utterance``.  Hands-free speech never
+        piles up: at most one utterance waits behind the reply in progress, and a newer one
+        replaces it.  True when an older waiting utterance was dropped for this one."""
+        with self._lock:
+            older, self._waiting_utterance = self._waiting_utterance, turn_id
+            if older is not None:
+                self._superseded.add(older)
+            return older is not None
 
     def begin_turn(self, turn_id: int) -> None:
         """A question was asked: it interrupts the spoken answer to the last one."""

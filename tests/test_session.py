@@ -145,3 +145,30 @@ def test_without_a_speaker_nothing_is_spoken_and_all_else_works(paths):
         session.stop()  # nothing to silence: no error
     finally:
         session.close()
+
+
+def test_hands_free_utterances_never_pile_up(paths, tiny_whisper):
+    """Three utterances arrive while a reply is being written: only the newest waits; the
+    older ones are dropped before they start (nothing emitted for them), and the newest is answered."""
+    import numpy as np
+
+    from assistant.events import Transcribed
+
+    events = []
+    session = Session(Settings(model="scripted", asr_model=str(tiny_whisper)), paths, events.append,
+                      backend_factory=scripted_factory("An answer."))
+    try:
+        assert session.load()
+        events.clear()
+        speech = (np.sin(np.arange(16000) * 0.05) * 8000).astype(np.int16)
+        assert session.offer_utterance(101) is False  # nothing was waiting
+        assert session.offer_utterance(102) is True   # 101 is dropped for it
+        assert session.offer_utterance(103) is True   # and 102 for this one
+        for turn_id in (101, 102):
+            assert session.answer_utterance(speech, turn_id=turn_id) is None
+        assert events == []
+        session.answer_utterance(speech, turn_id=103)
+        assert [e.turn_id for e in events if isinstance(e, Transcribed)] == [103]
+        assert session.offer_utterance(104) is False  # 103 started: it no longer waits
+    finally:
+        session.close()

@@ -35,6 +35,7 @@ from assistant.events import (
 )
 from assistant.devices.microphone import Microphone, open_microphone
 from assistant.encoders.listener import ListenState, VoiceIn
+from assistant.encoders.listener import ListenEvent
 from assistant.encoders.vad import Utterance
 from assistant.session import Session
 from assistant.settings import AppPaths, Settings
@@ -291,6 +292,9 @@ class SessionBridge(QObject):
     def submit_utterance(self, utterance: Utterance, frames: tuple = ()) -> int:
         """Transcribe and answer what the user said (in the pipeline thread); returns its turn id."""
         turn_id = next_turn_id()
+        if self.session.offer_utterance(turn_id):
+            self.listen_event.emit(ListenEvent("dropped", text="You spoke again before the last thing you said "
+                                               "was answered: the newest is answered next."))
         self._begin(turn_id)
         self._answer_utterance.emit(utterance.samples, frames, turn_id, self.engine.epoch)
         return turn_id
