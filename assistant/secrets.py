@@ -56,6 +56,10 @@ class KeyStore:
             self._status = _probe_keyring()
         return self._status
 
+    def known_status(self) -> KeyringStatus | None:
+        """The keyring's status if it was checked already, else None; never probes (never blocks)."""
+        return self._status
+
     def reset(self) -> None:
         """Forget this session's keys and re-check the keyring (tests install their own backend)."""
         with self._lock:

@@ -83,6 +83,7 @@ class Session:
             )
             self.voice.start()
         self.listener: VoiceIn | None = None
+        self._ending_listeners: list[VoiceIn] = []  # stopped, their threads not yet joined
         self.engine = Engine(settings, paths, self._route, backend_factory, store)
 
     # -- engine events → the front end and the voice (engine thread) -------------------------
@@ -214,7 +215,7 @@ class Session:
         from assistant.encoders.listener import VoiceIn
         from assistant.encoders.vad import VadConfig
 
-        self.stop_listening()
+        self.stop_listening(timeout=0)  # the old one is joined later: never wait on a device here
         settings = self.settings
         self.listener = VoiceIn(
             mic, on_utterance, on_event, VadConfig.from_settings(settings),
@@ -229,10 +230,13 @@ class Session:
         voice = self.voice
         return voice is not None and self.settings.half_duplex and voice.sounding(HALF_DUPLEX_TAIL)
 
-    def stop_listening(self) -> None:
+    def stop_listening(self, timeout: float = 2.0) -> None:
+        """Stop listening; its thread is joined within ``timeout`` (0: not waited for here,
+        as on a GUI thread: ``close_devices`` joins it)."""
         listener, self.listener = self.listener, None
         if listener is not None:
-            listener.close()
+            self._ending_listeners.append(listener)
+        self._ending_listeners = [ending for ending in self._ending_listeners if not ending.close(timeout)]
 
     # -- the end ---------------------------------------------------------------------------------
 

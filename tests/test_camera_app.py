@@ -157,3 +157,42 @@ def test_camera_frames_are_saved_and_shown_again(qtbot, paths, tiny_models, vide
         window.close()
         window.deleteLater()
         store.close()
+
+
+def test_turning_the_camera_off_never_waits_on_its_backend(qtbot, monkeypatch):
+    """A capture backend stuck inside read() (a network camera that went quiet): Camera off
+    returns at once; the thread is joined when the panel shuts down."""
+    import threading
+
+    from assistant.devices import camera as camera_module
+    from ui.panels.camera import CameraPanel
+
+    reading, release = threading.Event(), threading.Event()
+
+    class StuckCapture:
+        def isOpened(self):  # noqa: N802 - OpenCV's API
+            return True
+
+        def read(self):
+            reading.set()
+            release.wait(30)
+            return False, None
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(camera_module.CameraSource, "_open", lambda self: StuckCapture())
+    panel = CameraPanel("0", False)
+    qtbot.addWidget(panel)
+    panel.set_on(True)
+    assert reading.wait(10)
+    started = time.monotonic()
+    panel.set_on(False)
+    assert time.monotonic() - started < 0.5  # before: the 2 s join, on the GUI thread
+    assert not panel.is_on
+    release.set()
+    panel.shutdown()
+    assert panel._stopping == []

@@ -425,3 +425,32 @@ def test_settings_dialog_edits_every_setting(qtbot):
     dialog.accept()
     assert not dialog.problem.isHidden() and "model" in dialog.problem.text()  # refused, with the reason
     assert dialog.result() != SettingsDialog.DialogCode.Accepted
+
+
+def test_closing_during_a_model_load_never_freezes_the_window(qtbot, paths):
+    """A load cannot stop half-way: closing hides the window at once (no wait on the GUI
+    thread beyond a short bound) and finishes closing when the load has ended."""
+    import threading
+
+    from tests.conftest import ScriptedBackend
+
+    release = threading.Event()
+
+    class SlowLoad(ScriptedBackend):
+        def load(self, progress, cancel):
+            release.wait(60)  # like from_pretrained: deaf to cancel
+            return super().load(progress, cancel)
+
+    window = MainWindow(Settings(model="slow"), paths, backend_factory=lambda s, p: SlowLoad("hi"),
+                        persist_settings=False)
+    window.show()
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000,
+                          check_params_cb=lambda e: e.state is State.LOADING):
+        window.bridge.load()
+    started = time.monotonic()
+    window.close()
+    assert time.monotonic() - started < 10  # bounded (2 s for the thread to end), not the load's 60 s
+    assert not window.isVisible() and not window.bridge._thread.isFinished()
+    release.set()
+    qtbot.waitUntil(lambda: window.bridge._thread.isFinished() and window.bridge._released, timeout=30_000)
+    window.deleteLater()

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -54,13 +54,15 @@ from ui.panels.camera import CameraPanel, frame_to_qimage
 from ui.panels.chat import ChatView
 from ui.panels.composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
 from ui.panels.microphone import MicPanel
-from ui.dialogs.settings import SettingsDialog
+from ui.dialogs.settings import SettingsDialog, wait_for_model_listings
 from ui.panels.sidebar import Sidebar
 
 if TYPE_CHECKING:
     from assistant.store.history import HistoryStore
 
 log = logging.getLogger(__name__)
+
+CLOSE_POLL_MS = 100  # closing while a model still loads: how often to look whether it has ended
 
 _STATE_TEXT = {
     State.UNLOADED: "Not loaded",
@@ -95,6 +97,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.paths = paths
         self.persist_settings = persist_settings
+        self._closing = False
         self.setWindowTitle(APP_TITLE)
         self.resize(980, 720)
         self.setAcceptDrops(True)
@@ -624,14 +627,25 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self)
-        self.camera_panel.shutdown()  # devices first, then downloads, then the pipeline
-        self.mic_panel.shutdown()
-        if self.models_page is not None:
-            self.models_page.close()
-        if self.models_bridge is not None:
-            self.models_bridge.shutdown()
-        self.bridge.shutdown()
-        event.accept()
+        first = not self._closing
+        if first:
+            self._closing = True
+            app = QApplication.instance()
+            if app is not None:
+                app.removeEventFilter(self)
+            self.camera_panel.shutdown()  # devices first, then downloads, then the pipeline
+            self.mic_panel.shutdown()
+            wait_for_model_listings(timeout=2.0)
+            if self.models_page is not None:
+                self.models_page.close()
+        # Bounded waits only: a model load or download that cannot stop half-way is not waited
+        # for here.  The window goes at once and closes for good when the work has ended.
+        wait_ms = 2000 if first else 0
+        ended = self.models_bridge is None or self.models_bridge.shutdown(timeout_ms=wait_ms, patience_ms=0)
+        ended = self.bridge.shutdown(timeout_ms=wait_ms if ended else 0, patience_ms=0) and ended
+        if ended:
+            event.accept()
+            return
+        event.ignore()
+        self.hide()
+        QTimer.singleShot(CLOSE_POLL_MS, self.close)

@@ -146,7 +146,7 @@ _exit_hook_installed = False
 def _stop_all_at_exit() -> None:
     """Runs before Python joins non-daemon threads at exit: a forgotten camera must not hang it."""
     for source in list(_live_sources):
-        source._request_stop()
+        source.request_stop()
 
 
 def _install_exit_hook() -> None:
@@ -299,7 +299,8 @@ class CameraSource:
             return thread is None  # called from our own status callback: cannot join itself
         thread.join(max(0.0, timeout))
         if thread.is_alive():
-            log.warning("%s: the capture thread did not end within %.1f s", self.name, timeout)
+            if timeout > 0:
+                log.warning("%s: the capture thread did not end within %.1f s", self.name, timeout)
             return False
         with self._lock:
             if self._thread is thread:
@@ -379,7 +380,9 @@ class CameraSource:
         span = times[-1] - times[0]
         return round((len(times) - 1) / span, 1) if span > 0 else 0.0
 
-    def _request_stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the capture thread to end, and return at once (for a GUI thread, which must not
+        wait on a capture backend); ``stop`` joins it later."""
         self._stop_event.set()
 
     # -- the capture thread ----------------------------------------------------------------

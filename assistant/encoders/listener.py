@@ -122,14 +122,18 @@ class VoiceIn:
         return self._thread is not None and self._thread.is_alive()
 
     def close(self, timeout: float = 2.0) -> bool:
-        """Stop listening and join the thread; True when it ended in time."""
+        """Stop listening and join the thread; True when it ended in time.  ``timeout=0``
+        returns at once (a GUI thread): call again later to join it."""
         self._stop.set()
         self.mic.stop()
-        thread, self._thread = self._thread, None
+        thread = self._thread
         if thread is None:
             return True
         thread.join(timeout)
-        return not thread.is_alive()
+        if thread.is_alive():
+            return False
+        self._thread = None
+        return True
 
     def wait_ended(self, timeout: float | None = None) -> bool:
         """For a file microphone: block until the recording has been heard to its end."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -49,9 +50,12 @@ class _ModelLister(QObject):
         return self.thread is not None and self.thread.is_alive()
 
     def start(self, base_url: str, key: str | None, timeout: float) -> None:
-        self.join()
+        """One listing at a time (the dialog disables its button meanwhile)."""
         self._answers.start()
-        self.thread = threading.Thread(target=self._run, args=(base_url, key, timeout), name="list-models")
+        # A daemon: a listing still in flight at exit holds no state worth waiting for beyond
+        # ``wait_for_model_listings``' bound.
+        self.thread = threading.Thread(target=self._run, args=(base_url, key, timeout), name="list-models",
+                                       daemon=True)
         self.thread.start()
 
     def _run(self, base_url: str, key: str | None, timeout: float) -> None:
@@ -69,10 +73,23 @@ class _ModelLister(QObject):
         self._answers.stop()
         self.done.emit(*answer)
 
-    def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout=15)
-            self.thread = None
+    def abandon(self) -> None:
+        """The dialog is closing: its answer is no longer wanted, and nothing waits for it here
+        (the GUI thread); a listing in flight is joined at exit by ``wait_for_model_listings``."""
+        self._answers.stop()
+        if self.thread is not None and self.thread.is_alive():
+            _in_flight.append(self.thread)
+        self.thread = None
+
+
+_in_flight: list[threading.Thread] = []  # listings still running after their dialog closed
+
+
+def wait_for_model_listings(timeout: float) -> None:
+    """At exit: join listings still in flight, ``timeout`` seconds for all of them together."""
+    deadline = time.monotonic() + timeout
+    while _in_flight:
+        _in_flight.pop().join(max(0.0, deadline - time.monotonic()))
 
 
 class SettingsDialog(QDialog):
@@ -235,10 +252,15 @@ class SettingsDialog(QDialog):
         self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.api_key.setPlaceholderText("leave empty to keep the saved key (or none)")
         form.addRow("API key", self.api_key)
-        status = keys.status()
-        self.keyring_note = QLabel(status.detail if status.usable else
-                                   f"{status.detail} A key typed here is kept for this session only.")
-        self.keyring_note.setObjectName("dialogNote" if status.usable else "dialogWarning")
+        status = keys.known_status()  # probed in the pipeline thread: a keyring call can block
+        if status is None:
+            note, usable = "The system keyring is still being checked; a key typed here is stored there if it " \
+                           "can be, or kept for this session.", True
+        else:
+            usable = status.usable
+            note = status.detail if usable else f"{status.detail} A key typed here is kept for this session only."
+        self.keyring_note = QLabel(note)
+        self.keyring_note.setObjectName("dialogNote" if usable else "dialogWarning")
         self.keyring_note.setWordWrap(True)
         form.addRow("", self.keyring_note)
         self.request_timeout = QDoubleSpinBox()
@@ -319,7 +341,7 @@ class SettingsDialog(QDialog):
         return self.api_key.text().strip() or None
 
     def done(self, result: int) -> None:  # noqa: D401 - Qt API: every way the dialog closes
-        self._lister.join()  # bounded by the fetch's own timeout
+        self._lister.abandon()
         super().done(result)
 
     def _browse(self) -> None:

@@ -109,6 +109,7 @@ class CameraPanel(QWidget):
         options.addWidget(self.snapshot)
         column.addLayout(options)
 
+        self._stopping: list[CameraSource] = []  # turned off; their threads are ending
         self._timer = QTimer(self)
         self._timer.setInterval(1000 // PREVIEW_FPS)
         self._timer.timeout.connect(self._refresh)
@@ -135,7 +136,8 @@ class CameraPanel(QWidget):
         elif not on and self.camera is not None:
             self._timer.stop()
             camera, self.camera = self.camera, None
-            camera.stop()
+            camera.request_stop()  # never wait on a capture backend here: it is joined at shutdown
+            self._stopping = [c for c in self._stopping if not c.stop(timeout=0)] + [camera]
             self.preview.setPixmap(QPixmap())
             self.preview.setText("Camera is off")
             self.status.setText("")
@@ -148,9 +150,13 @@ class CameraPanel(QWidget):
             self.set_on(False)
             self.set_on(True)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Turn the camera off and join every capture thread (each bounded by ``timeout``)."""
         self.toggle.setChecked(False)
         self.set_on(False)
+        for camera in self._stopping:
+            camera.stop(timeout)
+        self._stopping = []
 
     def _update_controls(self) -> None:
         on = self.is_on

@@ -178,18 +178,19 @@ class ModelsBridge(QObject):
     def delete(self, repo_id: str) -> None:
         self._delete.emit(repo_id)
 
-    def shutdown(self, timeout_ms: int = 15_000) -> bool:
-        """Cancel a download, end the thread and join it; True when it ended in time."""
-        if self._closed:
-            return True
-        self._closed = True
-        self.cancel_download()
-        self._poll.stop()
-        self._thread.quit()
-        finished = self._thread.wait(timeout_ms)  # a stalled connection gives up within its timeout
-        if not finished:
+    def shutdown(self, timeout_ms: int = 15_000, patience_ms: int = 60_000) -> bool:
+        """Cancel a download, end the thread and join it; True when it has ended (within
+        ``timeout_ms``, then ``patience_ms`` more: a stalled connection gives up within its
+        own timeout).  Safe to call again; the window passes ``patience_ms=0`` and asks later."""
+        if not self._closed:
+            self._closed = True
+            self.cancel_download()
+            self._poll.stop()
+            self._thread.quit()
+        finished = self._thread.wait(timeout_ms)
+        if not finished and patience_ms > 0:
             log.warning("models thread still busy after %d ms; waiting for it", timeout_ms)
-            finished = self._thread.wait(60_000)
+            finished = self._thread.wait(patience_ms)
         return finished
 
     # -- worker → GUI ----------------------------------------------------------------------------

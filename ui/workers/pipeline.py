@@ -86,6 +86,13 @@ class _PipelineWorker(QObject):
             self.event.emit(ErrorEvent(warning, ErrorKind.SETTINGS))
 
     @Slot()
+    def probe_keyring(self) -> None:
+        """Find out once whether a system keyring is usable (the settings dialog shows it)."""
+        from assistant.secrets import keys
+
+        keys.status()
+
+    @Slot()
     def unload(self) -> None:
         self.session.unload()
 
@@ -168,6 +175,7 @@ class SessionBridge(QObject):
     _import = Signal(object)
     _list = Signal()
     _search = Signal(str)
+    _probe_keyring = Signal()
 
     def __init__(
         self,
@@ -182,6 +190,7 @@ class SessionBridge(QObject):
         super().__init__(parent)
         self.status = StatusEvent(State.UNLOADED, model=settings.generator_name, device=settings.generator_place)
         self._closed = False
+        self._released = False
         self._batcher = TokenBatcher(flush_ms, self)
         self._batcher.batch.connect(self.tokens)
         # Speech and listening run in plain Python threads: their events come back on a GUI timer.
@@ -215,11 +224,13 @@ class SessionBridge(QObject):
             (self._import, self._worker.import_conversation),
             (self._list, self._worker.list_conversations),
             (self._search, self._worker.search),
+            (self._probe_keyring, self._worker.probe_keyring),
         ):
             signal.connect(slot)
         self._worker.event.connect(self._on_event)
         self._worker.turn_done.connect(self._on_turn_done)
         self._thread.start()
+        self._probe_keyring.emit()  # here, not in the settings dialog: a keyring can block
 
         # The sidebar reads from a thread (and connection) of its own.
         self._reader: HistoryReader | None = None
@@ -364,7 +375,7 @@ class SessionBridge(QObject):
         return listener
 
     def stop_listening(self) -> None:
-        self.session.stop_listening()
+        self.session.stop_listening(timeout=0)  # the GUI thread never waits on the microphone's thread
         self._listen_events.stop()
 
     def set_hands_free(self, on: bool) -> None:
@@ -378,24 +389,27 @@ class SessionBridge(QObject):
         if self.session.listener is not None:
             self.session.listener.push_to_talk(pressed)
 
-    def shutdown(self, timeout_ms: int = 2000) -> bool:
-        """Stop work, end the pipeline thread and join it; True when it ended in time."""
-        if self._closed:
-            return True
-        self._closed = True
-        self.session.close_devices()  # devices first, then the pipeline
-        self._listen_events.stop()
-        self._speech_events.stop()
-        self._thread.quit()
-        if self._reader is not None:
-            self._reader.shutdown(timeout_ms)
+    def shutdown(self, timeout_ms: int = 2000, patience_ms: int = 60_000) -> bool:
+        """Stop work, end the pipeline thread and join it; True when it has ended.
+
+        Waits ``timeout_ms``, then (a model load cannot be interrupted half-way) up to
+        ``patience_ms`` more.  The window passes ``patience_ms=0`` and asks again later, so
+        that its thread never waits on a load.  Safe to call again."""
+        if not self._closed:
+            self._closed = True
+            self.session.close_devices()  # devices first, then the pipeline
+            self._listen_events.stop()
+            self._speech_events.stop()
+            self._thread.quit()
+            if self._reader is not None:
+                self._reader.shutdown(timeout_ms)
         finished = self._thread.wait(timeout_ms)
-        if not finished:
-            # A model load cannot be interrupted half-way; it ends on its own.
+        if not finished and patience_ms > 0:
             log.warning("pipeline thread still busy after %d ms; waiting for it", timeout_ms)
-            finished = self._thread.wait(60_000)
-        self._batcher.stop()
-        if finished:
+            finished = self._thread.wait(patience_ms)
+        if finished and not self._released:
+            self._released = True
+            self._batcher.stop()
             self.session.release_models()  # the thread has ended: nothing else touches the model now
         return finished
 
