@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import wave
 
 import numpy as np
 import pytest
@@ -279,3 +280,139 @@ def test_stopped_turns_are_remembered_within_bounds(tmp_path):
     voice.feed(5000, "Not a word of this. Nor this.")
     voice.end_reply(5000)
     assert voice._queue.empty()
+
+
+# -- the speech thread survives failures; nothing waits for it ---------------------------------
+
+
+class ToneSynth:
+    """A synthesizer without espeak: a short tone per sentence; texts with "broken" fail with ``failure``."""
+
+    voices = []
+
+    def __init__(self, failure: BaseException | None = None, rate_failure: BaseException | None = None,
+                 gate: threading.Event | None = None) -> None:
+        self.failure, self.rate_failure, self.gate = failure, rate_failure, gate
+
+    def synthesize(self, text):
+        if self.gate is not None:
+            self.gate.wait()  # a synthesizer that hangs until the test lets it go
+        if "broken" in text.lower():
+            raise self.failure
+        return Audio(np.full(2205, 3000, np.int16), 22050)  # 0.1 s
+
+    def set_rate(self, rate):
+        if self.rate_failure is not None:
+            raise self.rate_failure
+
+    def set_voice(self, voice):
+        pass
+
+    def close(self):
+        pass
+
+
+def tone_voice(tmp_path, synth, **kwargs):
+    events = []
+    voice = VoiceOut(WavRecorderSpeaker(tmp_path / "x.wav", realtime=False), events.append,
+                     synth_factory=lambda voice, rate: synth, **kwargs)
+    voice.start()
+    return voice, events
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(28, "No space left on device"),
+    wave.Error("file does not start with RIFF id"),
+    RuntimeError("run loop already started"),
+])
+def test_a_sentence_that_cannot_be_synthesized_is_reported_once_and_speech_goes_on(tmp_path, failure):
+    voice, events = tone_voice(tmp_path, ToneSynth(failure))
+    try:
+        voice.say("Broken one. Broken two. Fine three.")
+        assert voice.wait_idle(20)
+        errors = [e for e in events if e.kind == "error"]
+        assert len(errors) == 1 and str(failure) in errors[0].text  # the same failure twice: one message
+        assert [e.text for e in events if e.kind == "sentence"] == ["Fine three."]
+        voice.say("Broken four. Fine five.")  # speech worked in between: a new failure is worth a message
+        assert voice.wait_idle(20)
+        assert len([e for e in events if e.kind == "error"]) == 2
+        assert [e.text for e in events if e.kind == "sentence"] == ["Fine three.", "Fine five."]
+        assert voice.enabled and "disabled" not in kinds(events)
+    finally:
+        assert voice.close()
+
+
+def test_a_rate_change_that_fails_is_reported_and_speech_goes_on(tmp_path):
+    voice, events = tone_voice(tmp_path, ToneSynth(rate_failure=ValueError("rate out of range")))
+    try:
+        voice.set_rate(9000)
+        voice.say("Still spoken.")
+        assert voice.wait_idle(20)
+        errors = [e for e in events if e.kind == "error"]
+        assert len(errors) == 1 and "rate out of range" in errors[0].text
+        assert [e.text for e in events if e.kind == "sentence"] == ["Still spoken."]
+    finally:
+        assert voice.close()
+
+
+def test_espeak_output_that_is_not_a_wav_is_a_clear_tts_error(monkeypatch):
+    import subprocess
+
+    from assistant.speech.tts import EspeakNgSynthesizer, TtsError
+
+    synth = EspeakNgSynthesizer()
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"RIFF\x00", b""))
+    with pytest.raises(TtsError, match="no usable audio"):
+        synth.synthesize("Hello.")
+
+
+class SpeechThreadCrash(BaseException):
+    """Something no handler catches: the speech thread dies of it."""
+
+
+@pytest.mark.parametrize("thread_state", ["stalled", "dead"])
+def test_no_call_waits_for_a_stalled_or_dead_speech_thread(tmp_path, monkeypatch, thread_state):
+    """The GUI thread feeds, stops, changes settings and closes: none of it may wait on the queue."""
+    gate = threading.Event()
+    if thread_state == "stalled":
+        synth = ToneSynth(gate=gate)  # hangs in synthesis until the test ends
+    else:
+        synth = ToneSynth(SpeechThreadCrash("boom"))
+        monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the crash is the point
+    voice, events = tone_voice(tmp_path, synth, max_queue=4)
+    try:
+        if thread_state == "dead":
+            voice.say("Broken.")
+            voice._thread.join(20)
+            assert not voice._thread.is_alive()
+        timings = []
+
+        def gui():
+            for i in range(3):
+                for call in (lambda: voice.feed(1, "One sentence. Another sentence. " * 10),
+                             lambda: voice.set_rate(150 + i), lambda: voice.set_voice(f"voice {i}"),
+                             lambda: voice.end_reply(1), lambda: voice.say("More words. And more."),
+                             lambda: voice.stop(silence=[1])):
+                    started = time.monotonic()
+                    call()
+                    timings.append(time.monotonic() - started)
+            started = time.monotonic()
+            voice.close(timeout=0.2)
+            timings.append(time.monotonic() - started)
+
+        caller = threading.Thread(target=gui, daemon=True)
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive(), "a call blocked on the speech queue"
+        assert max(timings) < 2.0  # close waits its 0.2 s join at most; the rest return at once
+    finally:
+        gate.set()
+
+
+def test_replies_that_never_end_are_not_remembered_forever(tmp_path):
+    from assistant.speech.voice_out import MAX_OPEN_REPLIES
+
+    voice = VoiceOut(WavRecorderSpeaker(tmp_path / "x.wav", realtime=False))
+    for turn_id in range(1, 1001):
+        voice.feed(turn_id, "A reply that is cut off before its end")
+    assert len(voice._splitters) <= MAX_OPEN_REPLIES and 1000 in voice._splitters

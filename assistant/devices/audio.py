@@ -94,18 +94,26 @@ def _sndfile_reason(exc: Exception) -> str:
     return text.rstrip(".") or "libsndfile could not read it"
 
 
+# File descriptor 2 belongs to the whole process: one redirection at a time.  Were two
+# threads to overlap, the second would save /dev/null as "the real stderr" and restore
+# it last, silencing the process for good.  Re-entrant: a nested block in the same
+# thread saves and restores /dev/null, and the outer block restores the real stderr.
+_STDERR_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Hide what C libraries write to file descriptor 2 for the duration of the block."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            return
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -201,6 +201,7 @@ class PyAudioMicrophone(Microphone):
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max(4, int(max_queue_seconds * SAMPLE_RATE / CHUNK)))
         self._pa = None
         self._stream = None
+        self._device_lock = threading.Lock()  # guards handing over _pa and _stream (stop may race itself)
         self._rechunk: _Rechunker | None = None
         self._ready: list[np.ndarray] = []
         self._last_data = 0.0
@@ -270,7 +271,8 @@ class PyAudioMicrophone(Microphone):
             with PORTAUDIO_LOCK:
                 pa.terminate()
             raise
-        self._pa, self._stream = pa, stream
+        with self._device_lock:
+            self._pa, self._stream = pa, stream
         self._last_data = time.monotonic()
         stream.start_stream()
 
@@ -295,8 +297,12 @@ class PyAudioMicrophone(Microphone):
         return self._ready.pop(0)
 
     def stop(self) -> None:
-        stream, pa = self._stream, self._pa
-        self._stream = self._pa = None
+        """Close the device; from any thread, any number of times (only the first call closes it)."""
+        with self._device_lock:
+            stream, pa = self._stream, self._pa
+            self._stream = self._pa = None
+        if stream is None and pa is None:
+            return  # not open, or another call is closing it
         if stream is not None:
             try:
                 stream.stop_stream()
@@ -307,8 +313,11 @@ class PyAudioMicrophone(Microphone):
             with PORTAUDIO_LOCK:
                 pa.terminate()
         self._ready.clear()  # a reopened device starts afresh (the stream is open from pa.open on)
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
 
 
 def open_microphone(spec: str | None, realtime: bool = True) -> Microphone:

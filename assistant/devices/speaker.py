@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import time
 import wave
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from assistant.devices.audio import PORTAUDIO_LOCK, AudioDeviceError, native_stderr_silenced, resample
+
+log = logging.getLogger(__name__)
 
 
 class Speaker(abc.ABC):
@@ -23,7 +26,10 @@ class Speaker(abc.ABC):
         """Play (or write) one short chunk of mono int16 audio."""
 
     def abort(self) -> None:
-        """Drop anything queued in the device so that sound stops at once."""
+        """Drop anything queued in the device so that sound stops at once.
+
+        Called from any thread, also while another is inside ``play``: it must
+        neither wait for that write nor raise."""
 
     def close(self) -> None:
         """Release the device."""
@@ -85,7 +91,18 @@ class WavRecorderSpeaker(Speaker):
 
 
 class PyAudioSpeaker(Speaker):
-    """The computer's sound output through PortAudio (PyAudio), in blocking chunks."""
+    """The computer's sound output through PortAudio (PyAudio), in blocking chunks.
+
+    One thread plays (``play``); any thread may ``abort``.  PortAudio must not
+    stop or close a stream while another thread writes to it, and the caller of
+    ``abort`` (the GUI thread) must not wait for a write, so ``abort`` only asks:
+    the stream is aborted at once when no write is running, else by the playing
+    thread as soon as its write returns (one chunk, ~20 ms).  Aborting closes the
+    stream, which drops what the device had buffered (``Pa_AbortStream``
+    semantics; ``stop_stream`` would play it out); the next chunk opens a new one.
+    """
+
+    CLOSE_WAIT_SECONDS = 2.0  # close() waits this long for a write that hangs in the driver
 
     def __init__(self, device: int | str | None = None) -> None:
         try:
@@ -100,7 +117,8 @@ class PyAudioSpeaker(Speaker):
         self.name = str(info.get("name", "speaker"))
         self._stream = None
         self._rate: int | None = None
-        self._lock = threading.Lock()
+        self._stream_lock = threading.Lock()  # held while the stream is opened, written to or closed
+        self._abort_wanted = threading.Event()
 
     def _find(self, device: int | str | None) -> int:
         outputs = [
@@ -125,36 +143,64 @@ class PyAudioSpeaker(Speaker):
         raise AudioDeviceError(f"Sound output device '{device}' was not found.")
 
     def play(self, chunk: np.ndarray, rate: int) -> None:
-        with self._lock:
-            if self._stream is None or self._rate != rate:
-                if self._stream is not None:
-                    self._stream.close()
+        try:
+            with self._stream_lock:
+                if self._pa is None:
+                    raise AudioDeviceError("The sound device is closed.")
+                if self._stream is None or self._rate != rate:
+                    self._close_stream()
+                    try:
+                        with PORTAUDIO_LOCK:
+                            self._stream = self._pa.open(
+                                format=self._pyaudio.paInt16, channels=1, rate=rate, output=True,
+                                output_device_index=self.device_index, frames_per_buffer=512,
+                            )
+                    except OSError as exc:
+                        raise AudioDeviceError(f"The sound device could not be opened: {exc}") from None
+                    self._rate = rate
                 try:
-                    self._stream = self._pa.open(
-                        format=self._pyaudio.paInt16, channels=1, rate=rate, output=True,
-                        output_device_index=self.device_index, frames_per_buffer=512,
-                    )
+                    self._stream.write(chunk.astype("<i2").tobytes())
                 except OSError as exc:
-                    self._stream = None
-                    raise AudioDeviceError(f"The sound device could not be opened: {exc}") from None
-                self._rate = rate
-            stream = self._stream
-        if stream.is_stopped():
-            stream.start_stream()
-        stream.write(chunk.astype("<i2").tobytes())
+                    self._close_stream()
+                    raise AudioDeviceError(f"The sound device failed: {exc}") from None
+        finally:
+            self._abort_if_wanted()  # an abort that came during the write
 
     def abort(self) -> None:
-        with self._lock:
-            if self._stream is not None and not self._stream.is_stopped():
-                self._stream.stop_stream()  # drops what the device had buffered
+        """Silence at once, from any thread, without waiting for a write in progress."""
+        self._abort_wanted.set()
+        self._abort_if_wanted()
+
+    def _abort_if_wanted(self) -> None:
+        # Whoever holds the lock runs this after releasing it, so a wish is never left unserved.
+        while self._abort_wanted.is_set() and self._stream_lock.acquire(blocking=False):
+            try:
+                self._abort_wanted.clear()
+                self._close_stream()
+            finally:
+                self._stream_lock.release()
+
+    def _close_stream(self) -> None:
+        """Close the stream (dropping what it has buffered); never raises.  With the lock held."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - the next chunk opens a new stream anyway
+                log.warning("closing the sound stream failed", exc_info=True)
 
     def close(self) -> None:
-        with self._lock:
-            if self._stream is not None:
-                self._stream.close()
-                self._stream = None
-            with PORTAUDIO_LOCK:
-                self._pa.terminate()
+        if not self._stream_lock.acquire(timeout=self.CLOSE_WAIT_SECONDS):
+            log.warning("the sound device hangs in a write; leaving it open")
+            return
+        try:
+            self._close_stream()
+            pa, self._pa = self._pa, None
+            if pa is not None:  # closing twice is harmless
+                with PORTAUDIO_LOCK:
+                    pa.terminate()
+        finally:
+            self._stream_lock.release()
 
 
 def open_speaker(spec: str | None, realtime: bool = True) -> Speaker:

@@ -177,9 +177,12 @@ class EspeakNgSynthesizer:
             raise TtsError(f"Speech could not be synthesized: {exc}") from None
         if done.returncode != 0 or not done.stdout:
             raise TtsError(f"Speech could not be synthesized: {done.stderr.decode(errors='replace').strip()}")
-        with wave.open(io.BytesIO(done.stdout)) as wav:  # streamed WAV: its length field is a placeholder
-            rate = wav.getframerate()
-            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        try:
+            with wave.open(io.BytesIO(done.stdout)) as wav:  # streamed WAV: its length field is a placeholder
+                rate = wav.getframerate()
+                samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        except (wave.Error, EOFError, ValueError) as exc:  # not a 16-bit WAV, or cut short
+            raise TtsError(f"Speech could not be synthesized: espeak-ng gave no usable audio ({exc}).") from None
         return Audio(np.array(samples, dtype=np.int16), rate)
 
     def close(self) -> None:

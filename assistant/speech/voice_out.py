@@ -5,6 +5,13 @@ pyttsx3 engine must live in one thread), turns each queued sentence into audio
 and plays it through the ``Speaker`` in 20 ms chunks.  ``stop()`` bumps an
 epoch and clears the queue from any thread: the playing loop sees the new epoch
 before its next chunk, so sound ends within one chunk plus the device buffer.
+
+No call from another thread ever waits for the speech thread, even a stalled or
+dead one: sentences go into a bounded queue without blocking (when it is full
+the newest sentence is dropped: the backlog is minutes of speech already);
+voice and rate changes are merged (only the newest of each counts) and applied
+before the next sentence; closing is a flag.  A sentence that cannot be
+synthesized or spoken is reported once and the thread goes on with the next.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 0.02
 MAX_SILENCED = 256  # stopped turns remembered (turn ids only grow: the oldest are long finished)
+MAX_OPEN_REPLIES = 16  # replies being split into sentences at once (a reply that never ends is forgotten)
 
 
 @dataclass(frozen=True)
@@ -46,12 +54,7 @@ class _Say:
     text: str
 
 
-@dataclass(frozen=True)
-class _Call:
-    fn: Callable[[], None]
-
-
-_QUIT = object()
+_WAKE = object()  # queued to make the speech thread look at its settings and at closing
 
 SynthFactory = Callable[[str, int], EspeakNgSynthesizer | Pyttsx3Synthesizer]
 
@@ -77,6 +80,9 @@ class VoiceOut:
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._epoch = 0
         self._lock = threading.Lock()
+        self._new_settings: dict[str, object] = {}  # "voice" / "rate": the newest value, for the speech thread
+        self._closing = threading.Event()
+        self._last_error = ""  # reported already: the same failure is not reported again until speech works
         self._splitters: dict[int | None, SentenceSplitter] = {}
         self._silenced: set[int | None] = set()  # turns stopped by the user: never spoken again
         self.voices: list[Voice] = []
@@ -97,6 +103,8 @@ class VoiceOut:
         with self._lock:
             if not self.enabled or turn_id in self._silenced:
                 return
+            if turn_id not in self._splitters and len(self._splitters) >= MAX_OPEN_REPLIES:
+                del self._splitters[next(iter(self._splitters))]  # the oldest reply never ended
             splitter = self._splitters.setdefault(turn_id, SentenceSplitter())
             sentences = splitter.feed(text)
         self._say(turn_id, sentences)
@@ -118,7 +126,7 @@ class VoiceOut:
         for sentence in sentences:
             try:
                 self._queue.put_nowait(_Say(epoch, turn_id, sentence))
-            except queue.Full:  # never block the pipeline: an absurdly long backlog loses its tail
+            except queue.Full:  # never block the caller: an absurdly long backlog loses its tail
                 log.warning("speech queue full; dropping a sentence")
 
     def stop(self, silence: Iterable[int] = ()) -> None:
@@ -135,16 +143,17 @@ class VoiceOut:
                 ids = sorted(k for k in self._silenced if k is not None)
                 self._silenced.difference_update(ids[: len(ids) - MAX_SILENCED])
             self._splitters.clear()
+        woken = False
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             self._queue.task_done()
-            if not isinstance(item, _Say):  # keep settings changes and quit
-                self._queue.put_nowait(item)
-                break
-        self.speaker.abort()
+            woken = woken or item is _WAKE
+        if woken:  # a settings change or close() is waiting to be seen
+            self._wake()
+        self._abort_speaker()
 
     def set_enabled(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -152,16 +161,26 @@ class VoiceOut:
             self.stop()
 
     def set_voice(self, voice: str) -> None:
-        self._call(lambda: self._apply_voice(voice))
+        """Speak with ``voice`` from the next sentence on (an unknown one is reported as an error)."""
+        self._change(voice=voice)
 
     def set_rate(self, rate: int) -> None:
-        self._call(lambda: self._apply_rate(rate))
+        """Speak at ``rate`` words per minute from the next sentence on."""
+        self._change(rate=rate)
 
     def set_volume(self, volume: float) -> None:
         self.volume = min(max(volume, 0.0), 1.0)
 
-    def _call(self, fn: Callable[[], None]) -> None:
-        self._queue.put(_Call(fn))
+    def _change(self, **settings: object) -> None:
+        with self._lock:
+            self._new_settings.update(settings)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:  # the thread has sentences to speak: it looks at settings and closing before each
+            pass
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until everything queued has been spoken (command-line use)."""
@@ -175,8 +194,9 @@ class VoiceOut:
     def close(self, timeout: float = 2.0) -> bool:
         """Stop speaking, end the speech thread and join it."""
         self.stop()
+        self._closing.set()
         if self._started:
-            self._queue.put(_QUIT)
+            self._wake()
             self._thread.join(timeout)
         self.speaker.close()
         return not self._thread.is_alive()
@@ -193,34 +213,54 @@ class VoiceOut:
         except Exception:  # noqa: BLE001 - a listener's bug must not end speech
             log.exception("speech event listener failed")
 
-    def _apply_voice(self, voice: str) -> None:
-        self._voice = voice
-        try:
-            self._synth.set_voice(voice)
-        except TtsError as exc:
-            self._emit("error", str(exc))
+    def _report(self, message: str, turn_id: int | None = None) -> None:
+        """One error event per failure: the same one again, before speech has worked, is only logged."""
+        if message == self._last_error:
+            log.info("speech failed again: %s", message)
+            return
+        self._last_error = message
+        self._emit("error", message, turn_id)
 
-    def _apply_rate(self, rate: int) -> None:
-        self._rate = rate
-        self._synth.set_rate(rate)
+    def _abort_speaker(self) -> None:
+        try:
+            self.speaker.abort()
+        except Exception:  # noqa: BLE001 - a failed abort must not end speech; the next sentence reopens
+            log.exception("the speaker could not be silenced")
+
+    def _apply_new_settings(self) -> None:
+        with self._lock:
+            settings, self._new_settings = self._new_settings, {}
+        for name, value in settings.items():
+            try:
+                if name == "voice":
+                    self._voice = str(value)
+                    self._synth.set_voice(self._voice)
+                else:
+                    self._rate = int(value)
+                    self._synth.set_rate(self._rate)
+            except TtsError as exc:
+                self._report(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a synthesizer's bug must not end speech
+                log.exception("speech %s could not be changed", name)
+                self._report(f"The speech {name} could not be changed: {exc or type(exc).__name__}")
 
     def _run(self) -> None:
         try:
             self._synth = self._synth_factory(self._voice, self._rate)
-        except TtsError as exc:
+        except Exception as exc:  # noqa: BLE001 - TtsError, or a platform engine failing its own way
             self.enabled = False
-            self._emit("error", str(exc))
-            self._drain_until_quit()
+            self._emit("error", str(exc) if isinstance(exc, TtsError) else f"Speech output is not available: {exc}")
+            self._drain_until_closed()
             return
         self.voices = list(self._synth.voices)
         self._emit("ready")
         try:
-            while True:
+            while not self._closing.is_set():
                 item = self._queue.get()
                 try:
-                    if item is _QUIT:
-                        return
-                    self._handle(item)
+                    self._apply_new_settings()
+                    if isinstance(item, _Say) and not self._closing.is_set():
+                        self._speak(item)
                 finally:
                     self._queue.task_done()
                 if self._queue.empty() and self.speaking:
@@ -231,24 +271,30 @@ class VoiceOut:
             self.speaking = False
             self._synth.close()
 
-    def _handle(self, item: _Say | _Call) -> None:
-        if isinstance(item, _Call):
-            item.fn()
-            return
+    def _speak(self, item: _Say) -> None:
+        """Synthesize and play one sentence; whatever goes wrong is reported, and speech goes on."""
         if item.epoch != self._epoch:
             return
         try:
             audio = self._synth.synthesize(item.text)
         except TtsError as exc:
-            self._emit("error", str(exc), item.turn_id)
+            self._report(str(exc), item.turn_id)
             return
-        self._play(item, audio.samples, audio.rate)
+        except Exception as exc:  # noqa: BLE001 - OSError, wave.Error, a synthesizer's own bug
+            log.exception("speech synthesis failed")
+            self._report(f"Speech could not be synthesized: {exc or type(exc).__name__}", item.turn_id)
+            return
+        try:
+            self._play(item, audio.samples, audio.rate)
+        except Exception as exc:  # noqa: BLE001 - volume, chunking: anything but the device itself
+            log.exception("speech playback failed")
+            self._report(f"A sentence could not be played: {exc or type(exc).__name__}", item.turn_id)
 
     def _play(self, item: _Say, samples: np.ndarray, rate: int) -> None:
         step = max(1, int(rate * CHUNK_SECONDS))
         for start in range(0, len(samples), step):
             if item.epoch != self._epoch:  # stopped: drop the rest of this sentence
-                self.speaker.abort()
+                self._abort_speaker()
                 if self.speaking:
                     self.speaking = False
                     self.last_sound_end = time.monotonic()
@@ -258,6 +304,7 @@ class VoiceOut:
             if self.volume < 1.0:
                 chunk = (chunk.astype(np.float32) * self.volume).astype(np.int16)
             if start == 0:
+                self._last_error = ""  # speech works: a new failure is worth a message
                 if not self.speaking:
                     self.speaking = True
                     self._emit("speaking", item.text, item.turn_id)
@@ -270,9 +317,8 @@ class VoiceOut:
                 self._emit("disabled", f"Speech output failed, so replies are no longer read aloud: {exc}")
                 return
 
-    def _drain_until_quit(self) -> None:
-        while True:
-            item = self._queue.get()
+    def _drain_until_closed(self) -> None:
+        """Without a synthesizer: take what is queued (so waiting for idle ends) until closed."""
+        while not self._closing.is_set():
+            self._queue.get()
             self._queue.task_done()
-            if item is _QUIT:
-                return
