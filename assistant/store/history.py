@@ -10,7 +10,11 @@ write method is one transaction, committed before it returns.  A crash or a
 ``kill -9`` of the app loses nothing that a write method had returned from (a
 power cut may lose the last moment of writes, never corrupt the file).  An
 image file is written (temp file + ``os.replace``) inside the transaction that
-references it, so a committed message never points at a missing file.
+references it, so a committed message never points at a missing file; one
+left behind by a crash or a failed save is removed by :meth:`HistoryStore.prune_images`
+once it is an hour old (the window does this at start, in its reader thread).
+A damaged file is set aside and what can still be read of it is salvaged into
+a new history (:func:`open_history`, ``salvage.py``).
 
 Threads: a ``HistoryStore`` may be used from any thread; its methods are
 serialised by a lock, so one object shared by several threads is safe but they
@@ -34,6 +38,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,11 +59,13 @@ from assistant.store.records import (
     check_text,
     derive_title,
     describe_os_error,
+    describe_sqlite_error,
     dump_meta,
     load_meta,
     PreparedImage,
     prepare_image,
 )
+from assistant.store.salvage import SQLITE_MAGIC, salvage
 from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -81,12 +88,12 @@ __all__ = [
 DB_NAME = "history.sqlite3"
 IMAGES_DIR_NAME = "images"
 BUSY_TIMEOUT_S = 10.0
+IMAGE_GRACE_S = 3600.0  # prune_images spares image files younger than this
+PRUNE_LIMIT = 1000  # image files prune_images removes at most per call
 
 # SQLite's primary result codes that mean "this file is damaged or not ours".
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 
 
 class HistoryCorruptError(HistoryError):
@@ -140,12 +147,12 @@ class HistoryStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "rb") as fh:
-                header = fh.read(len(_SQLITE_MAGIC))
+                header = fh.read(len(SQLITE_MAGIC))
         except FileNotFoundError:
             header = b""
         except OSError as exc:
             raise HistoryError(f"The conversation history {self.path} could not be opened: {describe_os_error(exc)}.") from None
-        if header and header != _SQLITE_MAGIC:
+        if header and header != SQLITE_MAGIC:
             # Decided before SQLite opens it: SQLite would delete the -wal/-shm files on close.
             raise HistoryCorruptError(f"The conversation history {self.path.name} is not a database.")
         try:
@@ -180,7 +187,7 @@ class HistoryStore:
                 raise HistoryCorruptError(
                     f"The conversation history {self.path.name} is damaged or is not a database ({exc})."
                 ) from None
-            raise HistoryError(f"The conversation history {self.path} could not be opened: {exc}.") from None
+            raise HistoryError(f"The conversation history {self.path} could not be opened: {describe_sqlite_error(exc)}.") from None
         self._conn = conn
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -214,9 +221,11 @@ class HistoryStore:
             except sqlite3.Error as exc:
                 if _is_corruption(exc):
                     raise HistoryCorruptError(f"Could not {action}: the history database is damaged ({exc}).") from exc
-                raise HistoryError(f"Could not {action}: {exc}.") from exc
+                reason = describe_sqlite_error(exc)
+                raise HistoryError(f"Could not {action}: {reason}.", reason) from exc
             except OSError as exc:
-                raise HistoryError(f"Could not {action}: {describe_os_error(exc)}.") from exc
+                reason = describe_os_error(exc)
+                raise HistoryError(f"Could not {action}: {reason}.", reason) from exc
 
     @contextlib.contextmanager
     def _transaction(self, action: str, write: bool) -> Iterator[sqlite3.Connection]:
@@ -536,23 +545,51 @@ class HistoryStore:
 
     # -- upkeep ------------------------------------------------------------------------------
 
-    def prune_images(self) -> int:
-        """Remove image rows and files no message uses (left by crashes); returns how many files."""
+    def prune_images(self, older_than: float = IMAGE_GRACE_S, limit: int = PRUNE_LIMIT) -> int:
+        """Remove image files no message uses (left by crashes and failed saves), with their
+        index rows; returns how many files.  Files changed in the last ``older_than`` seconds
+        are spared (a save in progress, here or in another instance of the app), and at most
+        ``limit`` are removed per call.  The folder is listed outside any transaction, so
+        writers wait only while the candidates are checked again and removed; still, call
+        this from a background thread."""
+        cutoff = time.time() - older_than
+        with self._read("list the saved images") as conn:
+            used = {
+                f"{sha}.{ext}"
+                for sha, ext in conn.execute(
+                    "SELECT sha256, ext FROM images WHERE sha256 IN (SELECT sha256 FROM message_images)"
+                )
+            }
+        candidates = [file for file in self._old_image_files(cutoff) if file.name not in used][:limit]
+        if not candidates:
+            return 0
         removed = 0
         with self._write("clean up images") as conn:
             conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM message_images)")
-            known = {f"{sha}.{ext}" for sha, ext in conn.execute("SELECT sha256, ext FROM images")}
-            if self.images_dir.is_dir():
-                # We hold the write lock: no other store is half-way through writing an image.
-                for sub in self.images_dir.iterdir():
-                    if not sub.is_dir():
-                        continue
-                    for file in sub.iterdir():
-                        if file.is_file() and file.name not in known:
-                            with contextlib.suppress(OSError):
-                                file.unlink()
-                                removed += 1
+            # Checked again under the write lock: no other store is half-way through saving an image.
+            for file in candidates:
+                sha, _, ext = file.name.partition(".")
+                if conn.execute("SELECT 1 FROM images WHERE sha256 = ? AND ext = ?", (sha, ext)).fetchone():
+                    continue
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                    removed += 1
         return removed
+
+    def _old_image_files(self, cutoff: float) -> Iterator[Path]:
+        """Every file in the image folders last changed before ``cutoff`` (seconds since the epoch)."""
+        if not self.images_dir.is_dir():
+            return
+        for sub in self.images_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for file in sub.iterdir():
+                try:
+                    info = file.lstat()
+                except OSError:
+                    continue  # removed meanwhile
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                    yield file
 
     def close(self) -> None:
         with self._lock:
@@ -604,9 +641,10 @@ def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
 
     Returns ``(store, warning)``.  A damaged database (not a database, or failing
     ``PRAGMA quick_check``) is renamed to ``history.sqlite3.broken-<timestamp>``
-    with its -wal/-shm files, a new empty history is started and ``warning`` says
-    so; otherwise ``warning`` is None.  A database from a newer version of the app
-    is left untouched and ``HistoryError`` is raised.
+    with its -wal/-shm files and kept there untouched; what can still be read of it
+    is salvaged into a new history, and ``warning`` says how many conversations and
+    messages were saved.  Otherwise ``warning`` is None.  A database from a newer
+    version of the app is left untouched and ``HistoryError`` is raised.
     """
     data_dir = Path(data_dir)
     db = data_dir / DB_NAME
@@ -621,17 +659,37 @@ def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
         except HistoryCorruptError as exc:
             result = str(exc)
         if result == "ok":
-            recovered = store.mark_interrupted()
-            if recovered:
-                log.info("history: %d reply(s) left being written are marked interrupted", recovered)
+            _recover_interrupted(store)
             return store, None
         store.close()
         problem = f"quick_check: {result}"
-    log.error("history: %s is damaged (%s); setting it aside", db, problem)
+    log.warning("history: %s is damaged (%s); setting it aside", db, problem)
     backup = _set_aside(db)
-    store = HistoryStore(db, images)
-    warning = (
-        "The conversation history was damaged and could not be read. It was kept aside as "
-        f"{backup.name} (in {data_dir}) and a new, empty history was started."
+    started = time.monotonic()
+    saved = salvage(backup, db, images)
+    log.info(
+        "history: salvaged %d conversation(s), %d message(s) from %s in %.1f s",
+        saved.conversations, saved.messages, backup.name, time.monotonic() - started,
     )
-    return store, warning
+    store = HistoryStore(db, images)
+    _recover_interrupted(store)
+    kept = f"The damaged file was kept aside as {backup.name} (in {data_dir})."
+    if saved.conversations == 0:
+        return store, (
+            f"The conversation history was damaged and nothing in it could be read. {kept} "
+            "A new, empty history was started."
+        )
+    return store, (
+        f"The conversation history was damaged. {_count(saved.conversations, 'conversation')} "
+        f"({_count(saved.messages, 'message')}) could be saved; anything else in it is lost. {kept}"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _recover_interrupted(store: HistoryStore) -> None:
+    recovered = store.mark_interrupted()
+    if recovered:
+        log.info("history: %d reply(s) left being written are marked interrupted", recovered)

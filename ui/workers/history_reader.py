@@ -3,6 +3,7 @@
 ``HistoryReader`` opens a second connection to the history file (WAL lets it
 read while the pipeline thread writes), so the list of chats and search
 results answer at once, even while a reply is being generated and saved.
+Once, at start, the same thread removes old image files no message uses.
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ class _ReaderWorker(QObject):
         except HistoryError as exc:
             log.warning("history read failed: %s", exc)
 
+    @Slot()
+    def prune_images(self) -> None:
+        try:
+            removed = self.store.prune_images()
+        except HistoryError as exc:
+            log.warning("history: image clean-up failed: %s", exc)
+            return
+        if removed:
+            log.info("history: removed %d image file(s) no message uses", removed)
+
     @Slot(str)
     def search(self, query: str) -> None:
         try:
@@ -49,6 +60,7 @@ class HistoryReader(QObject):
 
     _list = Signal(object)
     _search = Signal(str)
+    _prune = Signal()
 
     def __init__(self, store: HistoryStore, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,8 +70,10 @@ class HistoryReader(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._list.connect(self._worker.list_conversations)
         self._search.connect(self._worker.search)
+        self._prune.connect(self._worker.prune_images)
         self._worker.event.connect(self.event)
         self._thread.start()
+        self._prune.emit()
 
     def list_conversations(self, current_id: int | None) -> None:
         self._list.emit(current_id)
