@@ -223,7 +223,8 @@ class Engine:
         """Drop the model (and the relevance model) and free their memory.
 
         Nothing in the engine keeps a reference to the old model: once this returns,
-        its weights are garbage (and GPU memory is handed back to the driver).
+        its weights have been collected and GPU memory handed back to the driver (in the
+        window the collection runs on the GUI thread, which this waits for, at most 2 s).
         ``announce``: say so in a status event (the user asked to unload).
         """
         had_model = self.backend is not None

@@ -25,7 +25,9 @@ _collector: Callable[[], None] = _collect_now
 
 
 def collect() -> None:
-    """Collect garbage and hand cached GPU memory back to the driver (now, or soon on the host's thread)."""
+    """Collect garbage and hand cached GPU memory back to the driver.  Returns when that is
+    done: at once here, or once the host's thread has collected (the window waits a bounded
+    time for it: see ``ui/collector.py``)."""
     _collector()
 
 

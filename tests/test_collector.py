@@ -27,12 +27,46 @@ def test_collection_requested_by_a_worker_runs_on_the_gui_thread(qtbot):
     seen: list[str] = []
     Cycle(seen)
     before = collector.collections
-    worker = threading.Thread(target=garbage.collect, name="pipeline")  # as Engine.unload does
+    seen_when_it_returned: list[list[str]] = []
+    worker = threading.Thread(target=lambda: (garbage.collect(), seen_when_it_returned.append(list(seen))),
+                              name="pipeline")  # as Engine.unload does
     worker.start()
-    worker.join()
-    assert seen == []  # nothing was finalized in the worker
-    qtbot.waitUntil(lambda: seen == [threading.main_thread().name], timeout=2_000)
+    qtbot.waitUntil(lambda: not worker.is_alive(), timeout=10_000)  # the GUI thread's timer serves it
+    # Finalized on the GUI thread, and before collect() returned in the worker: "collected" holds.
+    assert seen_when_it_returned == [[threading.main_thread().name]]
     assert collector.collections == before + 1
+
+
+def test_unload_in_the_window_frees_the_model_before_it_returns(qtbot, paths):
+    """The engine's promise, with the window's collector installed: once ``unload`` returns
+    in the pipeline thread, the model is gone (even one that only the cyclic collector frees)."""
+    import weakref
+
+    from assistant.engine import Engine
+    from assistant.settings import Settings
+    from tests.conftest import ScriptedBackend
+    from ui.collector import install
+
+    install()
+
+    class CyclicModel:
+        def __init__(self) -> None:
+            self.me = self
+
+    class Backend(ScriptedBackend):
+        def load(self, progress, cancel):
+            self.model = CyclicModel()
+            return super().load(progress, cancel)
+
+    engine = Engine(Settings(model="cyclic"), paths, lambda e: None, lambda s, p: Backend("hi"))
+    assert engine.load()
+    model = weakref.ref(engine.backend.model)
+    freed_on_return: list[bool] = []
+    worker = threading.Thread(target=lambda: (engine.unload(), freed_on_return.append(model() is None)),
+                              name="pipeline")
+    worker.start()
+    qtbot.waitUntil(lambda: not worker.is_alive(), timeout=10_000)
+    assert freed_on_return == [True]
 
 
 def test_the_usual_thresholds_still_collect_on_the_gui_thread(qtbot):
