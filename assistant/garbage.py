@@ -11,11 +11,14 @@ The default, for the command line and plain Python, collects at once.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 
 
 def _collect_now() -> None:
     gc.collect()
+    if "torch" not in sys.modules:  # no model ever ran here (a remote backend): nothing to hand back
+        return  # and importing torch for it would freeze the window (2 s idle, 40 s on 2 busy cores)
     from assistant.devices.compute import free_accelerator_memory
 
     free_accelerator_memory()

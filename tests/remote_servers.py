@@ -44,6 +44,18 @@ def assemble_gguf(folder: Path) -> Path:
     return path
 
 
+def server_threads() -> int:
+    """Threads for the test server: one core is left to the tests (the client, the window).
+
+    llama.cpp's thread pool spins while it waits: with as many threads as cores, any
+    other busy process makes every token wait for a descheduled thread.  Measured on
+    a 2-core machine with two busy loops beside it: 24 tokens took 13-24 s with 2
+    threads, 2.4-4.3 s with 1 (and 5-6 s against 2 s without the busy loops).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores - 1))
+
+
 class LlamaServer:
     """``python -m llama_cpp.server`` on a loopback port, started and killed by the tests."""
 
@@ -62,12 +74,14 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 120) -> LlamaServer:
+        """Start the server and answer one token, so that no test pays for a cold server."""
+        threads = str(server_threads())
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
                # A base model: in its own chat template it ends the turn at once; in the
                # Alpaca format it writes on, which is what tests of streaming need.
                "--chat_format", "alpaca",
-               "--n_threads", "2", "--n_threads_batch", "2", "--n_batch", "256", "--verbose", "False"]
+               "--n_threads", threads, "--n_threads_batch", threads, "--n_batch", "256", "--verbose", "False"]
         if self.api_key:
             cmd += ["--api_key", self.api_key]
         log_path = self.log_dir / f"llama-server-{self.port}.log" if self.log_dir else None
@@ -78,16 +92,31 @@ class LlamaServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode} (log: {log_path})")
             try:
-                request = urllib.request.Request(f"{self.base_url}/models")
-                if self.api_key:
-                    request.add_header("Authorization", f"Bearer {self.api_key}")
-                with urllib.request.urlopen(request, timeout=2) as response:
+                with urllib.request.urlopen(self._request("models"), timeout=2) as response:
                     if response.status == 200:
-                        return self
+                        break
             except OSError:
                 time.sleep(0.2)
-        self.kill()
-        raise RuntimeError(f"llama_cpp.server did not answer on port {self.port} within {timeout} s")
+        else:
+            self.kill()
+            raise RuntimeError(f"llama_cpp.server did not answer on port {self.port} within {timeout} s")
+        # The first reply of a fresh server is the slowest (the model's pages are read in,
+        # buffers allocated): its first token took 1.4-7 s on 2 busy cores, later ones 0.2-1 s.
+        warm_up = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        try:
+            urllib.request.urlopen(self._request("chat/completions", warm_up),
+                                   timeout=max(1.0, deadline - time.monotonic())).close()
+        except OSError as exc:
+            self.kill()
+            raise RuntimeError(f"llama_cpp.server on port {self.port} did not answer a first question: {exc}") from None
+        return self
+
+    def _request(self, path: str, body: dict | None = None) -> urllib.request.Request:
+        request = urllib.request.Request(f"{self.base_url}/{path}", json.dumps(body).encode() if body else None,
+                                         {"Content-Type": "application/json"})
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        return request
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a pulled plug: no goodbye to the clients."""
@@ -106,7 +135,15 @@ class CaptureServer:
     an OpenAI-style error whose message is ``error_message``; "drop" streams
     ``drop_after`` chunks and then closes the connection mid-body; "keepalive"
     streams ``drop_after`` chunks and then only SSE keep-alive comments (for at
-    most ``keepalive_seconds``) until the client leaves.
+    most ``keepalive_seconds``) until the client leaves; "raw" answers every
+    request but ``routes``, the model list included, with ``raw`` = (status,
+    content type, body bytes) as it is: garbage a real server may send.
+
+    ``routes`` publishes what servers say about a model: a path (``/props``,
+    ``/api/show``) answered with (status, JSON) to a GET or a POST after
+    ``route_delay`` seconds, each request kept in ``probes`` as (method, path,
+    body), never in ``requests``.  ``models_extra`` adds top-level fields to the
+    ``/v1/models`` answer.
     """
 
     def __init__(self, models: tuple[str, ...] = ("capture-model",)) -> None:
@@ -121,6 +158,11 @@ class CaptureServer:
         self.chunk_delay = 0.0
         self.first_chunk_delay = 0.0  # headers at once, then a wait (a server reading a long prompt)
         self.keepalive_seconds = 30.0
+        self.raw: tuple[int, str, bytes] = (200, "text/event-stream", b"")
+        self.routes: dict[str, tuple[int, dict]] = {}
+        self.route_delay = 0.0
+        self.probes: list[tuple[str, str, dict]] = []
+        self.models_extra: dict = {}
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -140,10 +182,38 @@ class CaptureServer:
                 self.wfile.write(data)
                 self.close_connection = True
 
+            def _raw(self) -> None:
+                status, content_type, body = outer.raw
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def _route(self, method: str, body: dict) -> bool:
+                """Answer a published route (``routes``); False when the path is not one."""
+                path = self.path.split("?", 1)[0].rstrip("/")
+                if path not in outer.routes:
+                    return False
+                outer.probes.append((method, self.path, body))
+                time.sleep(outer.route_delay)
+                try:
+                    self._json(*outer.routes[path])
+                except OSError:
+                    pass  # the client gave up waiting
+                return True
+
             def do_GET(self) -> None:  # noqa: N802
-                if self.path.rstrip("/").endswith("/models"):
+                if self._route("GET", {}):
+                    pass
+                elif outer.mode == "raw":
+                    self._raw()
+                elif self.path.rstrip("/").endswith("/models"):
                     self._json(200, {"object": "list", "data": [
-                        {"id": m, "object": "model", "created": 0, "owned_by": "tests"} for m in outer.models]})
+                        {"id": m, "object": "model", "created": 0, "owned_by": "tests"} for m in outer.models],
+                        **outer.models_extra})
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -153,8 +223,16 @@ class CaptureServer:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                if self._route("POST", body):
+                    return
+                if self.path.split("?", 1)[0].rstrip("/") != "/v1/chat/completions":
+                    self._json(404, {"error": {"message": f"no route {self.path}"}})
+                    return
                 outer.requests.append(body)
                 outer.headers.append(dict(self.headers))
+                if outer.mode == "raw":
+                    self._raw()
+                    return
                 if outer.mode == "status":
                     self._json(outer.status, {"error": {"message": outer.error_message, "type": "error"}})
                     return

@@ -8,13 +8,18 @@ takes effect at once and the server stops generating for a client that left.
 
 Every failure becomes one clear sentence (``ModelLoadError`` while connecting,
 ``GenerationError`` while answering, ``PromptTooLongError`` when the server says
-the conversation is too long for its context window); the API key is scrubbed
-from anything shown.
+the conversation is too long for its context window), a reply that is not what
+the OpenAI API describes included; the API key is scrubbed from anything shown.
+
+Before the first question with images, the backend finds out whether the model
+takes images from what the server publishes (``OpenAIBackend.takes_images``): a
+text-only model would answer as if no image had been given.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import socket
@@ -27,7 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from assistant.errors import Cancelled, GenerationError, ModelLoadError
+from assistant.errors import BadInputError, Cancelled, GenerationError, ModelLoadError
 from assistant.encoders.images import encode_jpeg
 from assistant.secrets import scrub
 from assistant.generators.base import (
@@ -56,8 +61,64 @@ _CONTEXT_WORDS = re.compile(
 )
 
 
+# A capability probe is a small extra: a server that does not answer it at once is not waited for.
+PROBE_TIMEOUT_S = 5.0
+
+
 class _ServerError(Exception):
     """Internal: a failure already worded for the user, and whether it was a lost connection."""
+
+
+class _UnreadableReply(Exception):
+    """Internal: a reply that is not what the OpenAI API describes; ``str()`` says how, in a few words."""
+
+
+_HTML = re.compile(r"\s*<(!doctype|html|head|body)\b", re.I)
+
+
+def _describe(text: str) -> str:
+    """A few words on a body that should have been JSON: an HTML page by its title, else how it starts."""
+    if _HTML.match(text):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        return f"an HTML page titled '{' '.join(title.group(1).split())[:80]}'" if title else "an HTML page"
+    start = " ".join(text.split())
+    if not start:
+        return "an empty reply"
+    return f"data that is not valid JSON: '{start[:60]}{'…' if len(start) > 60 else ''}'"
+
+
+def _json_of(response: Any) -> Any:
+    """The JSON body of an HTTP response, or ``_UnreadableReply`` saying what came instead."""
+    try:
+        return json.loads(response.text)
+    except ValueError:
+        raise _UnreadableReply(_describe(response.text)) from None
+
+
+def _chunk_text(chunk: Any) -> tuple[str, bool]:
+    """The text a streamed chunk adds and whether it ends the reply.
+
+    The ``openai`` client builds chunks from whatever JSON arrives without checking
+    it, so the shape is checked here: ``_UnreadableReply`` when it is not a chat chunk.
+    """
+    import openai
+
+    given = getattr(chunk, "model_fields_set", ())  # the fields the JSON had (a missing one reads as None)
+    if "choices" not in given or not isinstance(chunk.choices or [], list):
+        raise _UnreadableReply("an event without a list of choices")
+    text, finished = "", False
+    for choice in chunk.choices or ():
+        delta = getattr(choice, "delta", None)
+        if not isinstance(choice, openai.BaseModel):
+            raise _UnreadableReply("a choice that is not an object")
+        if not isinstance(delta, (openai.BaseModel, type(None))):
+            raise _UnreadableReply("a delta that is not an object")
+        content = getattr(delta, "content", None)
+        if not isinstance(content, (str, type(None))):
+            raise _UnreadableReply(f"reply text of type {type(content).__name__}")
+        text += content or ""
+        finished = finished or bool(getattr(choice, "finish_reason", None))
+    return text, finished
 
 
 def _reason(exc: BaseException) -> str:
@@ -85,7 +146,7 @@ def _server_message(exc: Any) -> str:
         if not message and "detail" in body:
             message = str(body["detail"])
     elif isinstance(body, str):
-        message = body
+        message = _describe(body) if _HTML.match(body) else body
     if not message:
         message = getattr(exc, "message", "") or str(exc)
     message = " ".join(str(message).split())
@@ -106,7 +167,10 @@ def explain(exc: BaseException, base_url: str, model: str, key: str | None, time
     import openai
 
     where = f"the server at {base_url}"
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (_UnreadableReply, json.JSONDecodeError)):
+        detail = _describe(exc.doc) if isinstance(exc, json.JSONDecodeError) else str(exc)
+        text = f"{where.capitalize()} sent a reply this app cannot read ({detail})."
+    elif isinstance(exc, openai.APITimeoutError):
         text = f"{where.capitalize()} did not answer within {timeout:g} seconds."
     elif isinstance(exc, openai.APIConnectionError):
         text = (
@@ -148,6 +212,15 @@ def _make_client(base_url: str, key: str | None, timeout: float):
     return openai.OpenAI(base_url=base_url, api_key=key or NO_KEY, timeout=timeout, max_retries=0)
 
 
+def _model_listing(client: Any) -> dict[str, Any]:
+    """``GET /v1/models`` as JSON, checked: a ``data`` list of entries with a string ``id``."""
+    listing = _json_of(client.models.with_raw_response.list().http_response)
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries):
+        raise _UnreadableReply("a model list without the models' names")
+    return listing
+
+
 def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str]:
     """The model names the server at ``base_url`` serves (``GET /v1/models``), sorted.
 
@@ -155,7 +228,7 @@ def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0
     """
     client = _make_client(base_url, api_key, timeout)
     try:
-        return sorted(model.id for model in client.models.list())
+        return sorted(entry["id"] for entry in _model_listing(client)["data"])
     except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
         raise ModelLoadError(str(explain(exc, base_url, "", api_key, timeout))) from None
     finally:
@@ -281,6 +354,9 @@ class OpenAIBackend(GeneratorBackend):
         self.info: BackendInfo | None = None
         self.extra_body: dict[str, Any] = {}  # server-specific request fields (e.g. top_k, repeat_penalty)
         self._images = _DataUrlCache()
+        self._listing: dict[str, Any] = {}  # what GET /v1/models said at load
+        self._takes_images: bool | None = None  # once known: see takes_images()
+        self._asked_about_images = False
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIBackend({self.base_url!r}, model={self.model!r})"
@@ -327,12 +403,13 @@ class OpenAIBackend(GeneratorBackend):
         client = _make_client(self.base_url, self._key, self.timeout)
         try:
             try:
-                served = list(self._with_retries(lambda: list(client.models.list()), cancel))
+                listing = self._with_retries(lambda: _model_listing(client), cancel)
             except Cancelled:
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise ModelLoadError(str(self._explain(exc))) from None
-            names = sorted(m.id for m in served)
+            served = listing["data"]
+            names = sorted(entry["id"] for entry in served)
             if not self.model:
                 if len(names) != 1:
                     listed = ", ".join(names[:12]) or "none"
@@ -350,15 +427,86 @@ class OpenAIBackend(GeneratorBackend):
             client.close()
             raise
         self.client = client
-        entry = next(m for m in served if m.id == self.model)
+        self._listing = listing
+        entry = next(entry for entry in served if entry["id"] == self.model)
         self.info = BackendInfo(
             model=self.model,
             device=self.base_url,
             dtype="server",
-            supports_images=True,  # the server decides; a text-only model answers with a clear 400
+            supports_images=True,  # the server decides; takes_images() finds out before images are sent
             context_length=_context_length(entry),
         )
         return self.info
+
+    def takes_images(self) -> bool | None:
+        """Whether the server's model takes images: True, False, or None when the server does
+        not say (vLLM, OpenAI: the request is sent and the server decides).
+
+        Found out once a connection (``load``), on the first question with images; a probe
+        that fails (no answer within ``PROBE_TIMEOUT_S``, a reply that cannot be read)
+        leaves it unknown, never an error.
+        """
+        if not self._asked_about_images:
+            try:
+                self._takes_images = self._find_out_whether_it_takes_images()
+            except Exception as exc:  # noqa: BLE001 - a probe that fails says nothing
+                log.info("%s: whether '%s' takes images is unknown (%s)", self.base_url, self.model, _reason(exc))
+                self._takes_images = None
+            self._asked_about_images = True
+        return self._takes_images
+
+    def _find_out_whether_it_takes_images(self) -> bool | None:
+        """From what each kind of server publishes, asked in turn; a route the server does
+        not have (an HTTP 4xx) passes the question on, any other failure raises."""
+        import openai
+
+        def published(call: Callable[[], Any]) -> Any:
+            try:
+                return call()
+            except openai.APIStatusError as exc:
+                if 400 <= exc.status_code < 500:
+                    return None
+                raise
+
+        # llama.cpp also lists its models Ollama-style, with "multimodal" among their capabilities
+        # when a projector is loaded.  Only a yes counts: older versions always said ["completion"].
+        for entry in self._listing.get("models") or ():
+            if isinstance(entry, dict) and self.model in (entry.get("name"), entry.get("model")):
+                if _vision_capability(entry.get("capabilities")):
+                    return True
+        probe = self.client.with_options(timeout=PROBE_TIMEOUT_S, max_retries=0)
+        root = self.base_url.removesuffix("/v1")
+        # llama.cpp: GET /props says {"modalities": {"vision": bool, ...}}, for the model it serves.
+        props = published(lambda: probe.get(f"{root}/props", cast_to=object))
+        if props is not None:
+            modalities = props.get("modalities") if isinstance(props, dict) else None
+            vision = modalities.get("vision") if isinstance(modalities, dict) else None
+            return vision if isinstance(vision, bool) else None
+        # Ollama: POST /api/show lists the model's capabilities, "vision" among them when it sees.
+        shown = published(lambda: probe.post(f"{root}/api/show", body={"model": self.model}, cast_to=object))
+        if isinstance(shown, dict) and isinstance(shown.get("capabilities"), list) and shown["capabilities"]:
+            return _vision_capability(shown["capabilities"])
+        # llama-cpp-python (its model list says owned_by "me") publishes nothing of the kind.
+        entry = next(entry for entry in self._listing["data"] if entry["id"] == self.model)
+        if entry.get("owned_by") == "me":
+            return self._image_adds_tokens(probe)
+        return None
+
+    def _image_adds_tokens(self, probe: Any) -> bool | None:
+        """llama-cpp-python's text-only chat formats drop what they cannot render (the alpaca
+        format drops the whole message).  One token is asked for with and without a tiny image:
+        when the image adds no prompt tokens, the model never sees images (False); when it adds
+        some, it may (None).  Only for this server: elsewhere it would cost a paid request."""
+        question = "What is this?"
+
+        def prompt_tokens(content: Any) -> int:
+            reply = probe.chat.completions.create(model=self.model, messages=[{"role": "user", "content": content}],
+                                                  max_tokens=1, temperature=0.0)
+            return int(reply.usage.prompt_tokens)
+
+        tiny = image_data_url(Image.new("RGB", (8, 8), (128, 128, 128)), 8)
+        with_image = prompt_tokens([{"type": "image_url", "image_url": {"url": tiny}}, {"type": "text", "text": question}])
+        return False if with_image <= prompt_tokens(question) else None
 
     def request_messages(self, messages: Sequence[ChatMessage], detail: str = "auto") -> list[dict[str, Any]]:
         """The chat in the OpenAI wire format: text as a string, images as data-URL parts
@@ -390,6 +538,9 @@ class OpenAIBackend(GeneratorBackend):
             raise GenerationError("The server connection is not open: load the model first.")
         if cancel.cancelled:
             return GenerationResult("", 0, True)
+        if messages and messages[-1].images and self.takes_images() is False:
+            raise BadInputError(f"The server's model '{self.model}' does not accept images; "
+                                "choose a vision model or ask without the image.")
         body = self.request_messages(messages, params.image_detail)
         client = self.client
 
@@ -418,18 +569,18 @@ class OpenAIBackend(GeneratorBackend):
         finished = False
         watcher = _StreamWatcher(stream.response, cancel, self.first_token_timeout, self.stall_timeout, started)
         try:
+            if "text/html" in stream.response.headers.get("content-type", ""):  # a proxy's or a portal's page
+                raise _UnreadableReply(_describe(stream.response.read().decode("utf-8", "replace")))
             for chunk in stream:
                 if cancel.cancelled:
                     break
-                for choice in chunk.choices or ():
-                    delta = choice.delta.content if choice.delta is not None else None
-                    if delta:
-                        watcher.word()
-                        chunks += 1
-                        parts.append(delta)
-                        on_text(delta)
-                    if choice.finish_reason:
-                        finished = True
+                text, ends = _chunk_text(chunk)
+                if text:
+                    watcher.word()
+                    chunks += 1
+                    parts.append(text)
+                    on_text(text)
+                finished = finished or ends
         except Exception as exc:  # noqa: BLE001
             if cancel.cancelled or watcher.fired:
                 return GenerationResult("".join(parts), chunks, True)
@@ -503,16 +654,22 @@ class OpenAIBackend(GeneratorBackend):
             self.client.close()
         self.client = None
         self.info = None
+        self._listing = {}
+        self._takes_images, self._asked_about_images = None, False
 
 
-def _context_length(entry: Any) -> int | None:
+def _vision_capability(capabilities: Any) -> bool:
+    """Whether a capability list names seeing: Ollama says "vision", llama.cpp "multimodal"."""
+    return isinstance(capabilities, list) and ("vision" in capabilities or "multimodal" in capabilities)
+
+
+def _context_length(entry: dict[str, Any]) -> int | None:
     """The model's context window when the server says (vLLM: ``max_model_len``)."""
-    extra = getattr(entry, "model_extra", None) or {}
     for name in ("max_model_len", "context_length", "n_ctx", "max_context_length"):
-        value = extra.get(name)
+        value = entry.get(name)
         if isinstance(value, int) and value > 0:
             return value
-    meta = extra.get("meta")
+    meta = entry.get("meta")
     if isinstance(meta, dict):
         for name in ("n_ctx", "n_ctx_train"):
             value = meta.get(name)
