@@ -568,7 +568,7 @@ def test_a_text_only_model_is_found_out_before_images_are_sent(paths, image_file
 def test_the_model_list_or_a_slow_probe_settles_it(paths, image_file, monkeypatch):
     """llama.cpp's model list names "multimodal": no probe.  A probe that does not answer in
     time is given up (unknown: the question is sent), and not asked again."""
-    from assistant.generators import openai_backend
+    from assistant.generators import server_capabilities
 
     with CaptureServer() as server:
         server.models_extra = {"models": [{"name": "capture-model", "model": "capture-model",
@@ -580,7 +580,7 @@ def test_the_model_list_or_a_slow_probe_settles_it(paths, image_file, monkeypatc
         assert server.probes == [] and engine.backend.takes_images() is True
         engine.unload()
 
-    monkeypatch.setattr(openai_backend, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(server_capabilities, "PROBE_TIMEOUT_S", 0.5)
     with CaptureServer() as server:
         server.routes, server.route_delay = {"/props": (200, {"modalities": {"vision": False}})}, 3.0
         engine, events = run_engine(remote_settings(server), paths)

@@ -9,19 +9,18 @@ takes effect at once and the server stops generating for a client that left.
 Every failure becomes one clear sentence (``ModelLoadError`` while connecting,
 ``GenerationError`` while answering, ``PromptTooLongError`` when the server says
 the conversation is too long for its context window), a reply that is not what
-the OpenAI API describes included; the API key is scrubbed from anything shown.
+the OpenAI API describes included (worded in ``server_errors``); the API key is
+scrubbed from anything shown.
 
 Before the first question with images, the backend finds out whether the model
-takes images from what the server publishes (``OpenAIBackend.takes_images``): a
+takes images from what the server publishes (``server_capabilities``): a
 text-only model would answer as if no image had been given.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -34,7 +33,6 @@ from PIL import Image
 
 from assistant.errors import BadInputError, Cancelled, GenerationError, ModelLoadError
 from assistant.encoders.images import encode_jpeg
-from assistant.secrets import scrub
 from assistant.generators.base import (
     BackendInfo,
     ChatMessage,
@@ -45,164 +43,19 @@ from assistant.generators.base import (
     TextCallback,
 )
 from assistant.progress import CancelToken, Progress, ProgressCallback
+from assistant.generators.server_capabilities import takes_images
+from assistant.generators.server_errors import (
+    NO_KEY,
+    UnreadableReply,
+    chunk_text,
+    connection_reason,
+    describe_body,
+    explain,
+    json_of,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Sent when no key is configured: local servers (vLLM without --api-key, Ollama,
-# llama.cpp) ignore it, and a server that needs a key answers 401, which we explain.
-NO_KEY = "no-key"
-
-# How servers word "the prompt does not fit": vLLM, llama.cpp, OpenAI, TGI, LM Studio.
-_CONTEXT_WORDS = re.compile(
-    r"context (length|window|size)|maximum context|n_ctx|too many tokens|prompt is too long|"
-    r"input is too long|exceeds? the (model'?s? )?(maximum|max)|max_model_len|maximum input length",
-    re.I,
-)
-
-
-# A capability probe is a small extra: a server that does not answer it at once is not waited for.
-PROBE_TIMEOUT_S = 5.0
-
-
-class _ServerError(Exception):
-    """Internal: a failure already worded for the user, and whether it was a lost connection."""
-
-
-class _UnreadableReply(Exception):
-    """Internal: a reply that is not what the OpenAI API describes; ``str()`` says how, in a few words."""
-
-
-_HTML = re.compile(r"\s*<(!doctype|html|head|body)\b", re.I)
-
-
-def _describe(text: str) -> str:
-    """A few words on a body that should have been JSON: an HTML page by its title, else how it starts."""
-    if _HTML.match(text):
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-        return f"an HTML page titled '{' '.join(title.group(1).split())[:80]}'" if title else "an HTML page"
-    start = " ".join(text.split())
-    if not start:
-        return "an empty reply"
-    return f"data that is not valid JSON: '{start[:60]}{'…' if len(start) > 60 else ''}'"
-
-
-def _json_of(response: Any) -> Any:
-    """The JSON body of an HTTP response, or ``_UnreadableReply`` saying what came instead."""
-    try:
-        return json.loads(response.text)
-    except ValueError:
-        raise _UnreadableReply(_describe(response.text)) from None
-
-
-def _chunk_text(chunk: Any) -> tuple[str, bool]:
-    """The text a streamed chunk adds and whether it ends the reply.
-
-    The ``openai`` client builds chunks from whatever JSON arrives without checking
-    it, so the shape is checked here: ``_UnreadableReply`` when it is not a chat chunk.
-    """
-    import openai
-
-    given = getattr(chunk, "model_fields_set", ())  # the fields the JSON had (a missing one reads as None)
-    if "choices" not in given or not isinstance(chunk.choices or [], list):
-        raise _UnreadableReply("an event without a list of choices")
-    text, finished = "", False
-    for choice in chunk.choices or ():
-        delta = getattr(choice, "delta", None)
-        if not isinstance(choice, openai.BaseModel):
-            raise _UnreadableReply("a choice that is not an object")
-        if not isinstance(delta, (openai.BaseModel, type(None))):
-            raise _UnreadableReply("a delta that is not an object")
-        content = getattr(delta, "content", None)
-        if not isinstance(content, (str, type(None))):
-            raise _UnreadableReply(f"reply text of type {type(content).__name__}")
-        text += content or ""
-        finished = finished or bool(getattr(choice, "finish_reason", None))
-    return text, finished
-
-
-def _reason(exc: BaseException) -> str:
-    """The lowest-level cause of a connection failure, in a few words."""
-    cause: BaseException | None = exc
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    text = str(cause or exc).strip()
-    match = re.search(r"\[Errno -?\d+\]\s*(.+)", text)
-    if match:
-        text = match.group(1)
-    return (text.splitlines()[0] if text else type(cause or exc).__name__)[:160]
-
-
-def _server_message(exc: Any) -> str:
-    """The ``message`` of an OpenAI-style error body (or of a plain body), shortened."""
-    body = getattr(exc, "body", None)
-    message = ""
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            message = str(error.get("message") or error.get("detail") or "")
-        elif isinstance(error, str):
-            message = error
-        if not message and "detail" in body:
-            message = str(body["detail"])
-    elif isinstance(body, str):
-        message = _describe(body) if _HTML.match(body) else body
-    if not message:
-        message = getattr(exc, "message", "") or str(exc)
-    message = " ".join(str(message).split())
-    return message if len(message) <= 300 else message[:299] + "…"
-
-
-def _error_code(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    error = body.get("error", body) if isinstance(body, dict) else None
-    return str(error.get("code") or "") if isinstance(error, dict) else ""
-
-
-def explain(exc: BaseException, base_url: str, model: str, key: str | None, timeout: float) -> Exception:
-    """A client-library exception as an exception whose text is fit for the user.
-
-    Returns ``PromptTooLongError`` for a context overflow, else ``_ServerError``.
-    """
-    import openai
-
-    where = f"the server at {base_url}"
-    if isinstance(exc, (_UnreadableReply, json.JSONDecodeError)):
-        detail = _describe(exc.doc) if isinstance(exc, json.JSONDecodeError) else str(exc)
-        text = f"{where.capitalize()} sent a reply this app cannot read ({detail})."
-    elif isinstance(exc, openai.APITimeoutError):
-        text = f"{where.capitalize()} did not answer within {timeout:g} seconds."
-    elif isinstance(exc, openai.APIConnectionError):
-        text = (
-            f"Could not connect to {where} ({_reason(exc)}). "
-            "Is the server running, and are the address and port right?"
-        )
-    elif isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, _server_message(exc)
-        if status == 400 and (_CONTEXT_WORDS.search(message) or _error_code(exc) == "context_length_exceeded"):
-            return PromptTooLongError(scrub(message, key))
-        if status == 401:
-            hint = "Set the right key in Settings… or OPENAI_API_KEY." if key and key != NO_KEY else (
-                "It needs an API key: set one in Settings… or OPENAI_API_KEY.")
-            text = f"{where.capitalize()} refused the API key (401 Unauthorized). {hint}"
-        elif status == 403:
-            text = f"{where.capitalize()} denied access (403 Forbidden): {message}"
-        elif status == 404:
-            text = (
-                f"{where.capitalize()} answered 404 Not Found ({message}). Check the model name '{model}', "
-                "and that the base URL ends in /v1."
-            )
-        elif status == 429:
-            text = f"{where.capitalize()} is rate-limiting requests (429 Too Many Requests): try again in a moment."
-        elif status >= 500:
-            text = f"{where.capitalize()} failed with an internal error ({status}): {message}"
-        else:
-            text = f"{where.capitalize()} rejected the request ({status}): {message}"
-    elif isinstance(exc, openai.OpenAIError):
-        text = f"The request to {where} failed: {_reason(exc)}"
-    else:
-        text = f"The request to {where} failed: {type(exc).__name__}: {_reason(exc)}"
-    return _ServerError(scrub(text, key))
 
 
 def _make_client(base_url: str, key: str | None, timeout: float):
@@ -214,10 +67,10 @@ def _make_client(base_url: str, key: str | None, timeout: float):
 
 def _model_listing(client: Any) -> dict[str, Any]:
     """``GET /v1/models`` as JSON, checked: a ``data`` list of entries with a string ``id``."""
-    listing = _json_of(client.models.with_raw_response.list().http_response)
+    listing = json_of(client.models.with_raw_response.list().http_response)
     entries = listing.get("data") if isinstance(listing, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries):
-        raise _UnreadableReply("a model list without the models' names")
+        raise UnreadableReply("a model list without the models' names")
     return listing
 
 
@@ -386,7 +239,7 @@ class OpenAIBackend(GeneratorBackend):
             except openai.APIConnectionError as exc:
                 if attempt == self.connect_attempts:
                     raise
-                log.info("%s unreachable (%s); retry %d in %.1f s", self.base_url, _reason(exc), attempt, delay)
+                log.info("%s unreachable (%s); retry %d in %.1f s", self.base_url, connection_reason(exc), attempt, delay)
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     if cancel.cancelled:
@@ -443,70 +296,17 @@ class OpenAIBackend(GeneratorBackend):
         not say (vLLM, OpenAI: the request is sent and the server decides).
 
         Found out once a connection (``load``), on the first question with images; a probe
-        that fails (no answer within ``PROBE_TIMEOUT_S``, a reply that cannot be read)
+        that fails (no answer within ``server_capabilities.PROBE_TIMEOUT_S``, a reply that cannot be read)
         leaves it unknown, never an error.
         """
         if not self._asked_about_images:
             try:
-                self._takes_images = self._find_out_whether_it_takes_images()
+                self._takes_images = takes_images(self.client, self.base_url, self.model, self._listing)
             except Exception as exc:  # noqa: BLE001 - a probe that fails says nothing
-                log.info("%s: whether '%s' takes images is unknown (%s)", self.base_url, self.model, _reason(exc))
+                log.info("%s: whether '%s' takes images is unknown (%s)", self.base_url, self.model, connection_reason(exc))
                 self._takes_images = None
             self._asked_about_images = True
         return self._takes_images
-
-    def _find_out_whether_it_takes_images(self) -> bool | None:
-        """From what each kind of server publishes, asked in turn; a route the server does
-        not have (an HTTP 4xx) passes the question on, any other failure raises."""
-        import openai
-
-        def published(call: Callable[[], Any]) -> Any:
-            try:
-                return call()
-            except openai.APIStatusError as exc:
-                if 400 <= exc.status_code < 500:
-                    return None
-                raise
-
-        # llama.cpp also lists its models Ollama-style, with "multimodal" among their capabilities
-        # when a projector is loaded.  Only a yes counts: older versions always said ["completion"].
-        for entry in self._listing.get("models") or ():
-            if isinstance(entry, dict) and self.model in (entry.get("name"), entry.get("model")):
-                if _vision_capability(entry.get("capabilities")):
-                    return True
-        probe = self.client.with_options(timeout=PROBE_TIMEOUT_S, max_retries=0)
-        root = self.base_url.removesuffix("/v1")
-        # llama.cpp: GET /props says {"modalities": {"vision": bool, ...}}, for the model it serves.
-        props = published(lambda: probe.get(f"{root}/props", cast_to=object))
-        if props is not None:
-            modalities = props.get("modalities") if isinstance(props, dict) else None
-            vision = modalities.get("vision") if isinstance(modalities, dict) else None
-            return vision if isinstance(vision, bool) else None
-        # Ollama: POST /api/show lists the model's capabilities, "vision" among them when it sees.
-        shown = published(lambda: probe.post(f"{root}/api/show", body={"model": self.model}, cast_to=object))
-        if isinstance(shown, dict) and isinstance(shown.get("capabilities"), list) and shown["capabilities"]:
-            return _vision_capability(shown["capabilities"])
-        # llama-cpp-python (its model list says owned_by "me") publishes nothing of the kind.
-        entry = next(entry for entry in self._listing["data"] if entry["id"] == self.model)
-        if entry.get("owned_by") == "me":
-            return self._image_adds_tokens(probe)
-        return None
-
-    def _image_adds_tokens(self, probe: Any) -> bool | None:
-        """llama-cpp-python's text-only chat formats drop what they cannot render (the alpaca
-        format drops the whole message).  One token is asked for with and without a tiny image:
-        when the image adds no prompt tokens, the model never sees images (False); when it adds
-        some, it may (None).  Only for this server: elsewhere it would cost a paid request."""
-        question = "What is this?"
-
-        def prompt_tokens(content: Any) -> int:
-            reply = probe.chat.completions.create(model=self.model, messages=[{"role": "user", "content": content}],
-                                                  max_tokens=1, temperature=0.0)
-            return int(reply.usage.prompt_tokens)
-
-        tiny = image_data_url(Image.new("RGB", (8, 8), (128, 128, 128)), 8)
-        with_image = prompt_tokens([{"type": "image_url", "image_url": {"url": tiny}}, {"type": "text", "text": question}])
-        return False if with_image <= prompt_tokens(question) else None
 
     def request_messages(self, messages: Sequence[ChatMessage], detail: str = "auto") -> list[dict[str, Any]]:
         """The chat in the OpenAI wire format: text as a string, images as data-URL parts
@@ -570,11 +370,11 @@ class OpenAIBackend(GeneratorBackend):
         watcher = _StreamWatcher(stream.response, cancel, self.first_token_timeout, self.stall_timeout, started)
         try:
             if "text/html" in stream.response.headers.get("content-type", ""):  # a proxy's or a portal's page
-                raise _UnreadableReply(_describe(stream.response.read().decode("utf-8", "replace")))
+                raise UnreadableReply(describe_body(stream.response.read().decode("utf-8", "replace")))
             for chunk in stream:
                 if cancel.cancelled:
                     break
-                text, ends = _chunk_text(chunk)
+                text, ends = chunk_text(chunk)
                 if text:
                     watcher.word()
                     chunks += 1
@@ -656,11 +456,6 @@ class OpenAIBackend(GeneratorBackend):
         self.info = None
         self._listing = {}
         self._takes_images, self._asked_about_images = None, False
-
-
-def _vision_capability(capabilities: Any) -> bool:
-    """Whether a capability list names seeing: Ollama says "vision", llama.cpp "multimodal"."""
-    return isinstance(capabilities, list) and ("vision" in capabilities or "multimodal" in capabilities)
 
 
 def _context_length(entry: dict[str, Any]) -> int | None:
