@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from assistant.store.history import HistoryStore
-    from assistant.encoders.asr import SpeechRecognizer
+    from assistant.encoders.asr import SpeechRecognizer, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,6 +136,7 @@ class Engine:
         self._selector = None  # the attention-fusion stage, built on first use
         self.recognizer: SpeechRecognizer | None = None  # Whisper, loaded with the first utterance
         self._recognizer_key: tuple | None = None
+        self._recognizer_lock = threading.Lock()  # one recognition at a time, whichever thread asks
         self._selector_key: tuple | None = None
         self._epoch = 0
         self._epoch_lock = threading.Lock()
@@ -244,10 +245,18 @@ class Engine:
             self._status(State.UNLOADED, detail)
 
     def unload_recognizer(self) -> None:
-        if self.recognizer is not None:
-            self.recognizer.unload()
-        self.recognizer = None
-        self._recognizer_key = None
+        with self._recognizer_lock:
+            if self.recognizer is not None:
+                self.recognizer.unload()
+            self.recognizer = None
+            self._recognizer_key = None
+
+    def transcribe_if_ready(self, samples: np.ndarray) -> Transcript | None:
+        """Recognize ``samples`` now if a recognizer is loaded (None otherwise), from any
+        thread: what speculative recognition runs while a pause goes on."""
+        with self._recognizer_lock:
+            recognizer = self.recognizer
+            return recognizer.transcribe(samples) if recognizer is not None else None
 
     # -- speech (pipeline thread) --------------------------------------------------------
 
@@ -295,22 +304,26 @@ class Engine:
         frames: tuple = (),
         turn_id: int | None = None,
         epoch: int | None = None,
+        transcript: Transcript | None = None,
     ) -> ReplyFinished | None:
         """Transcribe one utterance (16 kHz mono int16) and answer it like a typed turn.
 
         Emits ``Transcribed`` first (the window shows it as the user's message),
         then everything ``handle_turn`` emits.  Nothing recognized: ``Transcribed``
-        with empty text and no turn.  Never raises.
+        with empty text and no turn.  Never raises.  ``transcript``: these samples'
+        transcript when it was already made (speculatively, during the pause).
         """
         token = self.token(epoch)
         turn_id = next_turn_id() if turn_id is None else turn_id
-        if token.cancelled or not self.load_recognizer(epoch):
+        if token.cancelled or (transcript is None and not self.load_recognizer(epoch)):
             return None
-        assert self.recognizer is not None
         after = State.READY if self.backend else State.UNLOADED
-        self._status(State.TRANSCRIBING, "Transcribing…")
         try:
-            transcript = self.recognizer.transcribe(samples)
+            if transcript is None:
+                self._status(State.TRANSCRIBING, "Transcribing…")
+                with self._recognizer_lock:
+                    assert self.recognizer is not None
+                    transcript = self.recognizer.transcribe(samples)
         except AssistantError as exc:
             self._emit(ErrorEvent(str(exc), ErrorKind.SPEECH, turn_id))
             self._status(after, str(exc))

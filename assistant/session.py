@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from assistant.devices.microphone import Microphone
     from assistant.devices.speaker import Speaker
     from assistant.encoders.listener import ListenEvent, VoiceIn
+    from assistant.encoders.speculation import SpeculativeTranscriber
     from assistant.encoders.vad import Utterance
     from assistant.speech.voice_out import SpeechEvent, VoiceOut
     from assistant.store.history import HistoryStore
@@ -84,6 +85,7 @@ class Session:
             self.voice.start()
         self.listener: VoiceIn | None = None
         self._ending_listeners: list[VoiceIn] = []  # stopped, their threads not yet joined
+        self._speculation: SpeculativeTranscriber | None = None  # recognition started during pauses
         self.engine = Engine(settings, paths, self._route, backend_factory, store)
 
     # -- engine events → the front end and the voice (engine thread) -------------------------
@@ -126,7 +128,9 @@ class Session:
                 return None
             if self._waiting_utterance == turn_id:
                 self._waiting_utterance = None
-        return self.engine.handle_utterance(samples, frames, turn_id, epoch)
+        speculation = self._speculation
+        transcript = speculation.take(samples) if speculation is not None else None
+        return self.engine.handle_utterance(samples, frames, turn_id, epoch, transcript)
 
     def new_chat(self) -> None:
         """Start a new conversation (the one before stays saved)."""
@@ -217,9 +221,14 @@ class Session:
 
         self.stop_listening(timeout=0)  # the old one is joined later: never wait on a device here
         settings = self.settings
+        if self._speculation is None:
+            from assistant.encoders.speculation import SpeculativeTranscriber
+
+            self._speculation = SpeculativeTranscriber(self.engine.transcribe_if_ready)
         self.listener = VoiceIn(
             mic, on_utterance, on_event, VadConfig.from_settings(settings),
             hands_free=settings.hands_free if hands_free is None else hands_free, muted=self.microphone_muted,
+            on_pause=self._speculation.offer,
         )
         self.listener.start()
         return self.listener
@@ -244,6 +253,9 @@ class Session:
         """Stop the microphone and the voice (devices first, then the models)."""
         self.engine.cancel()
         self.stop_listening()
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            speculation.close()
         if self.voice is not None:
             self.voice.close()
 

@@ -406,3 +406,51 @@ def test_a_model_that_is_not_whisper_is_refused_clearly(tiny_models):
         make_recognizer(str(tiny_models["causal_lm"]))
     with pytest.raises(ModelLoadError, match="does not exist"):
         make_recognizer("/no/such/folder")
+
+
+# -- speculative recognition ---------------------------------------------------------------
+
+
+def test_a_pause_hands_out_exactly_the_utterance_it_would_end(tmp_path):
+    """Each utterance is offered first as a pause (0.1 s into its silence), with exactly the
+    samples the finished utterance then has; a pause inside a sentence offers samples that
+    no finished utterance has (it is simply never asked for)."""
+    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES)
+    pauses, utterances = [], []
+    listener = VoiceIn(AudioFileMicrophone(conversation.path, realtime=False), utterances.append, hands_free=True,
+                       on_pause=pauses.append)
+    listener.start()
+    assert listener.wait_ended(60) and listener.close()
+    assert len(utterances) == len(SENTENCES)
+    finished = {u.samples.tobytes() for u in utterances}
+    offered = {p.tobytes() for p in pauses}
+    assert finished <= offered  # every utterance was offered before its end was decided
+
+
+def test_speculative_recognition_gives_the_same_transcript_sooner(tmp_path, tiny_en):
+    """A pause's samples are recognized while the pause goes on; the utterance that follows
+    takes that transcript (the same text recognition gives it), without recognizing again."""
+    from assistant.encoders.speculation import SpeculativeTranscriber
+
+    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:2])
+    calls = []
+
+    def transcribe(samples):
+        calls.append(len(samples))
+        return tiny_en.transcribe(samples)
+
+    speculation = SpeculativeTranscriber(transcribe)
+    utterances = []
+    listener = VoiceIn(AudioFileMicrophone(conversation.path, realtime=False), utterances.append, hands_free=True,
+                       on_pause=speculation.offer)
+    listener.start()
+    try:
+        assert listener.wait_ended(60) and listener.close()
+        assert len(utterances) == 2
+        for utterance in utterances:
+            taken = speculation.take(utterance.samples)
+            assert taken is not None and taken.text == tiny_en.transcribe(utterance.samples).text
+        assert speculation.used == 2
+        assert speculation.take(np.zeros(16000, np.int16)) is None  # never offered: recognize as usual
+    finally:
+        speculation.close()

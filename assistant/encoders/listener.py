@@ -73,8 +73,12 @@ class VoiceIn:
         vad_factory: Callable[[], SileroVad] = SileroVad,
         max_push_seconds: float = 120.0,
         retry_delays: tuple[float, float] = (0.5, 8.0),
+        on_pause: Callable[[np.ndarray], None] | None = None,
     ) -> None:
+        """``on_pause`` gets, once a pause in hands-free speech has lasted the end pad, the
+        samples its utterance will have if the pause ends it (for speculative recognition)."""
         self.mic = mic
+        self._on_pause = on_pause
         self._on_utterance = on_utterance
         self._on_event = on_event
         self.config = config
@@ -210,6 +214,9 @@ class VoiceIn:
                     continue
                 for utterance in segmenter.feed(chunk):
                     self._hand_off(utterance)
+                pause = segmenter.take_pause()
+                if pause is not None and self._on_pause is not None:
+                    self._on_pause(pause)
                 self.probability = segmenter.probability
                 self._set_state(ListenState.HEARING if segmenter.in_speech else ListenState.LISTENING)
         except MicrophoneEnded:

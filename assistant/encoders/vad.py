@@ -10,7 +10,10 @@
   short pad), and the decision is ``min_silence`` later;
 - bursts shorter than ``min_speech`` are dropped (a cough, a click);
 - speech longer than ``max_utterance`` is split at the quietest recent moment
-  and goes on as a new utterance, so nothing is lost.
+  and goes on as a new utterance, so nothing is lost;
+- once a pause has lasted ``end_pad``, the samples the utterance will have if
+  the pause turns out to be its end are known: ``take_pause()`` hands them out
+  once, so recognition can start before the end is decided (speculatively).
 
 Times are stream times: seconds since the first chunk fed.
 """
@@ -118,6 +121,7 @@ class Segmenter:
         self._speaking = False
         self._start = 0.0
         self._silent_run = 0  # consecutive chunks below stop_threshold
+        self._pause: np.ndarray | None = None  # the utterance-to-be of the pause in progress, not yet taken
         self.probability = 0.0
 
     @property
@@ -148,6 +152,10 @@ class Segmenter:
         self._chunks.append(chunk)
         self._probs.append(p)
         self._silent_run = self._silent_run + 1 if p < config.stop_threshold else 0
+        if self._silent_run == 0:
+            self._pause = None  # speech went on: that pause was not the end
+        elif self._silent_run == self._pause_chunks and self._speech_seconds(now) >= config.min_speech:
+            self._pause = np.concatenate(self._chunks[: len(self._chunks) - self._silent_run + self._pad_chunks()])
         done: list[Utterance] = []
         if self._silent_run * CHUNK_SECONDS >= config.min_silence:
             utterance = self._finish(now)
@@ -156,6 +164,23 @@ class Segmenter:
         elif len(self._chunks) * CHUNK_SECONDS >= config.max_utterance:
             done.append(self._split(now))
         return done
+
+    def take_pause(self) -> np.ndarray | None:
+        """The samples of the utterance in progress as they will be if the pause now
+        under way ends it (exactly: same pre-roll, same end pad); once per pause, else None."""
+        pause, self._pause = self._pause, None
+        return pause
+
+    def _pad_chunks(self) -> int:
+        return round(self.config.end_pad / CHUNK_SECONDS)
+
+    @property
+    def _pause_chunks(self) -> int:
+        """How long into a pause its utterance's samples are final (the end pad is heard)."""
+        return max(1, self._pad_chunks())
+
+    def _speech_seconds(self, now: float) -> float:
+        return now - self._silent_run * CHUNK_SECONDS - self._start
 
     def flush(self) -> Utterance | None:
         """The end of the stream: an utterance in progress ends here."""
@@ -167,7 +192,8 @@ class Segmenter:
         config = self.config
         silent = self._silent_run
         end = now - silent * CHUNK_SECONDS
-        pad = min(silent, round(config.end_pad / CHUNK_SECONDS))
+        pad = min(silent, self._pad_chunks())
+        self._pause = None
         keep = len(self._chunks) - silent + pad
         speech_seconds = end - self._start
         samples = np.concatenate(self._chunks[:keep]) if keep > 0 else np.zeros(0, np.int16)
@@ -192,6 +218,7 @@ class Segmenter:
         end = now - (len(self._chunks) - cut) * CHUNK_SECONDS
         utterance = Utterance(samples, self._start, end, now, split=True, peak_probability=max(self._probs[:cut]))
         self._chunks, self._probs = self._chunks[cut:], self._probs[cut:]
+        self._pause = None
         self._start = end
         return utterance
 
