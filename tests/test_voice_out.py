@@ -58,6 +58,34 @@ def test_a_sentence_is_released_as_soon_as_the_next_begins():
     assert splitter.flush() == ["Next"]
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Well, the red mug on your desk, next to the keyboard, looks empty. It is.",
+         ["Well, the red mug on your desk,", "next to the keyboard, looks empty.", "It is."]),
+        ("The quick brown fox jumps: over the lazy dog. Done.", ["The quick brown fox jumps:", "over the lazy dog.", "Done."]),
+        ("Yes. Then, after that, more words come, and more.", ["Yes.", "Then, after that, more words come, and more."]),
+        ("It costs $3.50, i.e. cheap. Version 2.0 is out!", ["It costs $3.50, i.e. cheap.", "Version 2.0 is out!"]),
+        ("**Bold words here, more** text, and then. End.", ["Bold words here, more text,", "and then.", "End."]),
+        ("1,000 or 2,000 items in the list, roughly. Fine.", ["1,000 or 2,000 items in the list,", "roughly.", "Fine."]),
+    ],
+)
+def test_the_first_phrase_goes_at_a_clause_boundary_after_a_few_words(text, expected):
+    """Only a reply's first phrase goes early; every word is said once, whatever the streaming."""
+    for step in (1, 3, 7):
+        splitter = SentenceSplitter(first_phrase_words=4)
+        out = []
+        for i in range(0, len(text), step):
+            out += splitter.feed(text[i : i + step])
+        assert out + splitter.flush() == expected
+
+
+def test_the_first_phrase_is_out_before_its_sentence_ends():
+    splitter = SentenceSplitter(first_phrase_words=4)
+    assert splitter.feed("Well, the red mug on your desk,") == []  # the comma could still be "1,5"
+    assert splitter.feed(" next") == ["Well, the red mug on your desk,"]
+
+
 def test_speakable_drops_markup_but_keeps_words():
     assert speakable("**Bold** and _it_ and ~~old~~ [docs](http://x.y) <b>tag</b>") == "Bold and it and old docs tag"
     assert speakable("snake_case_name stays") == "snake_case_name stays"

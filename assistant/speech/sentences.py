@@ -3,7 +3,11 @@
 Sentences are found with pysbd (rule-based sentence boundary detection that
 knows abbreviations, decimals, initials and CJK punctuation).  A sentence is
 handed out as soon as the next one has started, so speech can begin while the
-rest of the reply is still being generated.  Markdown is stripped; code blocks
+rest of the reply is still being generated.  The very first phrase of a reply
+can go sooner (``first_phrase_words``): at a clause boundary (a comma, colon,
+semicolon or dash followed by a space) once it has a few words, so the voice
+starts while the first sentence is still being written; the rest of that
+sentence follows as usual.  Markdown is stripped; code blocks
 are announced once instead of read; URLs are not spelled out; emoji are dropped.
 """
 
@@ -20,6 +24,8 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _BOUNDARY_CHARS = set(".!?;:…。！？；\n")
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 _CJK_STOP = re.compile(r"(?<=[。！？])")
+_CLAUSE_END = re.compile(r"[,;:—–](?=\s)")
+_MARKUP = set("*_`[]<>|#~")  # a phrase cut from a line whose markup is not closed yet waits
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: their alt text
@@ -64,7 +70,12 @@ def _worth_saying(sentence: str) -> bool:
 class SentenceSplitter:
     """Feed it text as it streams; it returns the sentences that are complete."""
 
-    def __init__(self, language: str = "en") -> None:
+    def __init__(self, language: str = "en", first_phrase_words: int = 0) -> None:
+        """``first_phrase_words``: hand out the reply's first phrase at a clause boundary
+        once it has this many words (0: whole sentences only)."""
+        self.first_phrase_words = first_phrase_words
+        self._said_any = False  # something of this reply was handed out
+        self._said_prefix = ""  # the start of the line's next sentence, handed out already
         self._segmenter = pysbd.Segmenter(language=language, clean=False)
         self._line = ""  # the current, unfinished line
         self._emitted = 0  # sentences of the current line already handed out
@@ -86,7 +97,33 @@ class SentenceSplitter:
             return [CODE_BLOCK_PHRASE] if self._in_code else []
         if self._in_code:
             return []
-        return [s.strip() for s in self._segments(speakable(line))[emitted:] if _worth_saying(s)]
+        return self._handed_out([s.strip() for s in self._segments(speakable(line))[emitted:]])
+
+    def _handed_out(self, sentences: list[str]) -> list[str]:
+        """The sentences to hand out, less the first phrase where it was said already."""
+        if sentences and self._said_prefix:
+            prefix, self._said_prefix = self._said_prefix, ""
+            if sentences[0].startswith(prefix):
+                sentences[0] = sentences[0][len(prefix):].strip()
+        out = [s for s in sentences if _worth_saying(s)]
+        self._said_any = self._said_any or bool(out)
+        return out
+
+    def _first_phrase(self) -> list[str]:
+        """The reply's first phrase, when the unfinished first sentence has reached a clause
+        boundary after ``first_phrase_words`` words."""
+        segments = self._segments(speakable(self._line))
+        if len(segments) <= self._emitted:
+            return []
+        sentence = segments[self._emitted].lstrip()
+        for match in _CLAUSE_END.finditer(sentence):
+            phrase = sentence[: match.end()]
+            if len(phrase.split()) >= self.first_phrase_words:
+                if _MARKUP & set(phrase) or not _worth_saying(phrase):
+                    return []
+                self._said_prefix, self._said_any = phrase, True
+                return [phrase]
+        return []
 
     def feed(self, text: str) -> list[str]:
         out: list[str] = []
@@ -96,12 +133,14 @@ class SentenceSplitter:
             out += self._finish_line(line)
         if self._in_code or _FENCE.match(self._line):
             return out
+        if self.first_phrase_words and not self._said_any and not self._said_prefix and " " in text:
+            out += self._first_phrase()
         if not (self._check_next or _BOUNDARY_CHARS & set(text)):
             return out  # cheap exit: no sentence can have ended since the last look
         self._check_next = self._line.rstrip()[-1:] in _BOUNDARY_CHARS
         segments = self._segments(speakable(self._line))
         if len(segments) > self._emitted + 1:  # all but the last are complete
-            out += [s.strip() for s in segments[self._emitted : -1] if _worth_saying(s)]
+            out += self._handed_out([s.strip() for s in segments[self._emitted : -1]])
             self._emitted = len(segments) - 1
         return out
 
@@ -111,4 +150,5 @@ class SentenceSplitter:
         out = self._finish_line(line) if line else []
         self._in_code = False
         self._emitted = 0
+        self._said_any, self._said_prefix = False, ""  # the next reply starts afresh
         return out

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 0.02
 MAX_SILENCED = 256  # stopped turns remembered (turn ids only grow: the oldest are long finished)
+FIRST_PHRASE_WORDS = 4  # a reply's first phrase is spoken at a clause boundary once it has this many words
 MAX_OPEN_REPLIES = 16  # replies being split into sentences at once (a reply that never ends is forgotten)
 
 
@@ -105,7 +106,7 @@ class VoiceOut:
                 return
             if turn_id not in self._splitters and len(self._splitters) >= MAX_OPEN_REPLIES:
                 del self._splitters[next(iter(self._splitters))]  # the oldest reply never ended
-            splitter = self._splitters.setdefault(turn_id, SentenceSplitter())
+            splitter = self._splitters.setdefault(turn_id, SentenceSplitter(first_phrase_words=FIRST_PHRASE_WORDS))
             sentences = splitter.feed(text)
         self._say(turn_id, sentences)
 
