@@ -14,6 +14,7 @@ from assistant.settings import AppPaths, Settings, load_settings
 
 if TYPE_CHECKING:
     from assistant.devices.speaker import Speaker
+    from assistant.devices.timeline import Timeline
     from assistant.store.history import HistoryStore
 
 
@@ -38,14 +39,15 @@ def settings_for_run(args: argparse.Namespace) -> tuple[AppPaths, Settings]:
     return paths, settings_from(args, loaded.settings)
 
 
-def speaker_from_args(args: argparse.Namespace, realtime: bool) -> Speaker | None:
+def speaker_from_args(args: argparse.Namespace, realtime: bool, timeline: Timeline | None = None) -> Speaker | None:
     """The ``--speaker`` named on the command line (None without one); raises
-    ``AudioDeviceError`` with a clear message when it cannot be opened."""
+    ``AudioDeviceError`` with a clear message when it cannot be opened.  With a
+    ``timeline``, a ``.wav`` is recorded time-aligned (silence while nothing plays)."""
     if not args.speaker:
         return None
     from assistant.devices.speaker import open_speaker
 
-    return open_speaker(args.speaker, realtime=realtime)
+    return open_speaker(args.speaker, realtime=realtime, timeline=timeline)
 
 
 def open_store(args: argparse.Namespace, paths: AppPaths) -> HistoryStore | None:

@@ -1,9 +1,21 @@
 """``--headless``: a spoken conversation without a window.
 
-Listens hands-free to ``--mic`` (a WAV file: replayed utterance by utterance,
-none dropped, until it ends; a device: until Ctrl+C), and prints one
-``you: …`` and one ``assistant: …`` line per utterance.  Replies are spoken
-to ``--speaker`` (and, with a live microphone, to the default sound device).
+Listens hands-free to ``--mic`` and prints one ``you: …`` and one
+``assistant: …`` line per utterance.  Replies are spoken to ``--speaker`` (and,
+with a live microphone, to the default sound device).
+
+* A recording (``--mic FILE``) is replayed utterance by utterance: the listener
+  waits for each answer to be spoken, none is dropped, and the command ends with
+  the recording.
+* ``--realtime`` plays the recording at wall-clock speed and never waits, like a
+  person who keeps talking; a live microphone is the same.  Utterances are
+  handled as in the window: a new one interrupts the spoken answer, and at most
+  one waits behind the reply in progress (a newer one replaces it:
+  ``Session.offer_utterance``).  A recording ends once it has ended and the last
+  reply has been spoken; a device listens until Ctrl+C.  The microphone and a
+  ``--speaker`` WAV share one ``Timeline`` (it starts when listening starts), so
+  the WAV holds silence while nothing plays and second *t* of it is second *t*
+  of the recording.
 """
 
 from __future__ import annotations
@@ -12,12 +24,18 @@ import argparse
 import queue
 import sys
 import threading
+from collections import deque
+
+import numpy as np
 
 from cli.console import ConsoleProgress, fail, open_store, settings_for_run, warn
 from cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, quiet_libraries
 from assistant.errors import BadInputError
-from assistant.events import ErrorEvent, ReplyFinished, StatusEvent, Transcribed
+from assistant.events import ErrorEvent, ReplyFinished, StatusEvent, Transcribed, next_turn_id
 from assistant.settings import SettingsError
+
+
+NO_AUDIO = np.zeros(0, np.int16)  # an utterance replaced by a newer one before it was answered
 
 
 def one_line(text: str) -> str:
@@ -29,6 +47,7 @@ def run_headless(args: argparse.Namespace) -> int:
     from assistant.devices.camera import CameraSource, parse_source
     from assistant.devices.microphone import open_microphone
     from assistant.devices.speaker import open_speaker
+    from assistant.devices.timeline import Timeline
     from assistant.encoders.listener import ListenEvent
     from assistant.fusion.frame_buffer import FrameBuffer
     from assistant.session import Session
@@ -38,17 +57,18 @@ def run_headless(args: argparse.Namespace) -> int:
         paths, settings = settings_for_run(args)
     except SettingsError as exc:
         return fail(str(exc))
-    mic = open_microphone(settings.mic, realtime=False)
-    replay = not mic.live
+    timeline = Timeline() if args.realtime else None  # shared by the microphone and a --speaker WAV
+    mic = open_microphone(settings.mic, realtime=args.realtime, timeline=timeline)
+    turn_by_turn = not mic.live and not args.realtime  # a recording replayed, waiting for each answer
     try:
         mic.start()  # a missing device or a broken recording is reported before any model loads
     except (BadInputError, AudioDeviceError) as exc:
         return fail(str(exc))
 
     speaker = None
-    if args.speaker or (not replay and settings.speak_replies):
+    if args.speaker or (mic.live and settings.speak_replies):
         try:
-            speaker = open_speaker(args.speaker, realtime=not replay)
+            speaker = open_speaker(args.speaker, realtime=not turn_by_turn, timeline=timeline)
         except AudioDeviceError as exc:
             if args.speaker:
                 return fail(str(exc))
@@ -75,27 +95,35 @@ def run_headless(args: argparse.Namespace) -> int:
     store = open_store(args, paths)
     session = Session(settings, paths, show, speaker=speaker, speak=True if args.speaker else None, store=store,
                       on_speech=lambda e: e.kind == "error" and speech_failed.append(e.text))
-    # A recording is replayed turn by turn (the listener waits for each answer: nothing is
-    # dropped); a live microphone never waits: if answers fall behind, the oldest utterance goes.
+    # A recording replayed turn by turn: the listener waits for each answer (nothing is dropped).
     utterances: queue.Queue = queue.Queue(maxsize=4)
-    listen_failed: list[str] = []
     ended = threading.Event()
+    # Real time (a live microphone, or --realtime): nobody waits.  As in the window, a new
+    # utterance interrupts the spoken answer and at most one waits behind the reply in
+    # progress; the ones it replaced keep only their turn id (the session skips them).
+    waiting: deque[tuple[int, np.ndarray]] = deque()
+    arrived = threading.Condition()
+    listen_failed: list[str] = []
 
-    def on_utterance(utterance) -> None:
-        if replay:
+    def on_utterance(utterance) -> None:  # the listening thread
+        if turn_by_turn:
             while not ended.is_set():
                 try:
                     utterances.put(utterance, timeout=0.2)
                     return
                 except queue.Full:
                     continue
-        else:
-            try:
-                utterances.put_nowait(utterance)
-            except queue.Full:
-                utterances.get_nowait()
-                utterances.put_nowait(utterance)
-                warn("answers fell behind; the oldest utterance was dropped.")
+            return
+        turn_id = next_turn_id()
+        replaced = session.offer_utterance(turn_id)
+        session.begin_turn(turn_id)  # it interrupts the answer being spoken
+        with arrived:
+            if replaced:
+                for i, (older, _) in enumerate(waiting):
+                    waiting[i] = (older, NO_AUDIO)
+                warn("you spoke again before the last thing you said was answered: the newest is answered next.")
+            waiting.append((turn_id, utterance.samples))
+            arrived.notify()
 
     def on_listen(event: ListenEvent) -> None:
         if event.kind == "error":
@@ -112,10 +140,10 @@ def run_headless(args: argparse.Namespace) -> int:
             buffer = FrameBuffer()
             camera = CameraSource(parse_source(args.camera), realtime=True, buffer=buffer)
             camera.start()
-        if not replay:
+        if mic.live:
             print(f"Listening on {mic.name} — speak; Ctrl+C ends.", file=sys.stderr, flush=True)
         listener = session.listen(mic, on_utterance, on_listen, hands_free=True)
-        while True:
+        while turn_by_turn:
             try:
                 utterance = utterances.get(timeout=0.1)
             except queue.Empty:
@@ -125,6 +153,23 @@ def run_headless(args: argparse.Namespace) -> int:
             frames = tuple(buffer.frames()) if buffer is not None else ()
             session.answer_utterance(utterance.samples, frames)
             session.wait_spoken()  # the reply is heard before the next turn
+        while not turn_by_turn:
+            over = not listener.running  # then every utterance has been handed over
+            with arrived:
+                if not waiting and not over:
+                    arrived.wait(0.1)
+                item = waiting.popleft() if waiting else None
+            if item is None:
+                if over:
+                    break
+                continue
+            turn_id, samples = item
+            try:
+                frames = tuple(buffer.frames()) if buffer is not None else ()
+                session.answer_utterance(samples, frames, turn_id)  # a replaced one is skipped
+            finally:
+                session.end_turn(turn_id)
+        session.wait_spoken()  # the last reply is heard before the end
         if listen_failed:
             code = fail(listen_failed[-1])
         elif listener.utterances == 0:
@@ -134,7 +179,7 @@ def run_headless(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         session.stop()
         print("\nstopped", file=sys.stderr)
-        code = EXIT_OK if not replay else EXIT_INTERRUPTED
+        code = EXIT_OK if mic.live else EXIT_INTERRUPTED
     finally:
         ended.set()
         session.close_devices()

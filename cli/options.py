@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true",
                    help="no window: listen hands-free (a --mic file until it ends), print 'you: …' and "
                         "'assistant: …' lines, speak replies to --speaker")
+    p.add_argument("--realtime", action="store_true",
+                   help="with --headless: play a --mic recording at wall-clock speed and never wait for answers, "
+                        "like a person who keeps talking (it ends once the recording has ended and the last reply "
+                        "has been spoken); a --speaker .wav then holds silence while nothing plays, so that second t "
+                        "of it is second t of the --mic recording")
     p.add_argument("--asr-model", metavar="HUB_ID_OR_DIR",
                    help="Whisper speech model: hub id or folder, transformers or CTranslate2 (faster-whisper)")
     p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
@@ -126,6 +131,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--image needs --ask (in --chat, type '/image PATH'; in the window, use Attach image…)."
     if args.timings and not args.chat:
         return "--timings goes with --chat."
+    if args.realtime and not args.headless:
+        return "--realtime goes with --headless (the window always plays a --mic recording at its own pace)."
     if args.camera is not None:
         from assistant.devices.camera import parse_source
 

@@ -30,6 +30,7 @@ from assistant.devices.audio import (
     read_audio,
     resample,
 )
+from assistant.devices.timeline import Timeline
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples: 32 ms at 16 kHz
@@ -99,20 +100,34 @@ class AudioFileMicrophone(Microphone):
     """An audio file as the microphone (WAV of any subtype, FLAC, OGG, Opus, MP3): any rate
     and channel count, resampled to 16 kHz mono.
 
-    ``realtime=True`` delivers the audio at the pace it was recorded (the window);
-    ``False`` as fast as it is read (headless replay, tests).
+    ``realtime=True`` delivers the audio at the pace it was recorded, like a person
+    talking into a live microphone (the window, ``--headless --realtime``): each chunk
+    comes when its last sample is due, and the end of the recording is reported
+    only once its last sample is due (so the file takes exactly its length).
+    ``False`` delivers it as fast as it is read (headless replay, tests).
+
+    The clock starts at the first ``read`` after ``start``, i.e. when listening
+    starts, not when the file is opened (a front end may open it early to report
+    problems, then load models).  With a shared ``timeline`` the first play is
+    anchored to the timeline's origin (starting it if nobody has): second *t* of
+    the recording is heard at ``timeline.origin + t``, which is what a
+    time-aligned recorder (``WavRecorderSpeaker(timeline=…)``) measures from.
     """
 
     live = False
 
-    def __init__(self, path: str | Path, realtime: bool = True, loop: bool = False) -> None:
+    def __init__(self, path: str | Path, realtime: bool = True, loop: bool = False,
+                 timeline: Timeline | None = None) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self.realtime = realtime
         self.loop = loop
+        self.timeline = timeline
         self._samples: np.ndarray | None = None
         self._pos = 0
-        self._started_at = 0.0
+        self._anchor: float | None = None  # monotonic instant of this play's first sample (set by the first read)
+        self._delivered = 0  # samples delivered since the anchor (across loops)
+        self._plays = 0
         self._stopped = threading.Event()
 
     @staticmethod
@@ -136,30 +151,57 @@ class AudioFileMicrophone(Microphone):
             return  # already started
         self._samples = self.load(self.path)
         self._pos = 0
-        self._started_at = time.monotonic()
+        self._anchor = None
+        self._delivered = 0
         self._stopped.clear()
 
     @property
     def duration(self) -> float:
         return len(self._samples) / SAMPLE_RATE if self._samples is not None else 0.0
 
+    @property
+    def started_at(self) -> float | None:
+        """The monotonic instant the recording's first sample was heard (None before the first read)."""
+        return self._anchor
+
+    def _begin(self) -> float:
+        """The anchor of a new play: the shared timeline's origin the first time, else now."""
+        now = time.monotonic()
+        self._plays += 1
+        if self.timeline is None:
+            return now
+        origin = self.timeline.start(now)
+        return origin if self._plays == 1 else now
+
+    def _wait_until(self, due: float, timeout: float) -> bool:
+        """Wait until ``due``; False when that is more than ``timeout`` away (waited ``timeout``)."""
+        wait = due - time.monotonic()
+        if wait > timeout:
+            self._stopped.wait(timeout)
+            return False
+        if wait > 0 and self._stopped.wait(wait):
+            raise MicrophoneEnded(self.name)
+        return True
+
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
         if self._samples is None or self._stopped.is_set():
             raise MicrophoneEnded(self.name)
+        if self._anchor is None:
+            self._anchor = self._begin()
         if self._pos + CHUNK > len(self._samples):
             if not self.loop:
+                # A person's recording ends when its last sample has been heard, not a chunk early.
+                tail = len(self._samples) - self._pos
+                if self.realtime and not self._wait_until(
+                        self._anchor + (self._delivered + tail) / SAMPLE_RATE, timeout):
+                    return None
                 raise MicrophoneEnded(self.name)
-            self._pos, self._started_at = 0, time.monotonic()
-        if self.realtime:
-            due = self._started_at + (self._pos + CHUNK) / SAMPLE_RATE
-            wait = due - time.monotonic()
-            if wait > timeout:
-                self._stopped.wait(timeout)
-                return None
-            if wait > 0 and self._stopped.wait(wait):
-                raise MicrophoneEnded(self.name)
+            self._pos = 0
+        if self.realtime and not self._wait_until(self._anchor + (self._delivered + CHUNK) / SAMPLE_RATE, timeout):
+            return None
         chunk = self._samples[self._pos:self._pos + CHUNK]
         self._pos += CHUNK
+        self._delivered += CHUNK
         return chunk
 
     def stop(self) -> None:
@@ -195,8 +237,9 @@ class PyAudioMicrophone(Microphone):
     """
 
     def __init__(self, device: int | str | None = None, max_queue_seconds: float = 4.0,
-                 stall_seconds: float = 2.0) -> None:
+                 stall_seconds: float = 2.0, timeline: Timeline | None = None) -> None:
         self.device = device
+        self.timeline = timeline  # started at the first chunk read (when listening starts)
         self.stall_seconds = stall_seconds
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max(4, int(max_queue_seconds * SAMPLE_RATE / CHUNK)))
         self._pa = None
@@ -294,6 +337,8 @@ class PyAudioMicrophone(Microphone):
                 continue
             self._last_data = time.monotonic()
             self._ready.extend(self._rechunk.push(np.frombuffer(data, dtype="<i2")))
+        if self.timeline is not None:
+            self.timeline.start()
         return self._ready.pop(0)
 
     def stop(self) -> None:
@@ -320,12 +365,14 @@ class PyAudioMicrophone(Microphone):
                 break
 
 
-def open_microphone(spec: str | None, realtime: bool = True) -> Microphone:
+def open_microphone(spec: str | None, realtime: bool = True, timeline: Timeline | None = None) -> Microphone:
     """``spec``: an audio file (``.wav``, ``.flac``, ``.ogg``, ``.opus``, ``.mp3``…), a device
-    index or name, or ""/None for the default input.
+    index or name, or ""/None for the default input.  ``realtime`` and ``timeline``: see
+    ``AudioFileMicrophone`` (a live device is real-time by nature and starts the timeline at
+    its first read).
 
     Nothing is opened yet: ``start()`` does that (and reports problems).
     """
     if spec and is_audio_file_name(spec):
-        return AudioFileMicrophone(spec, realtime=realtime)
-    return PyAudioMicrophone(spec or None)
+        return AudioFileMicrophone(spec, realtime=realtime, timeline=timeline)
+    return PyAudioMicrophone(spec or None, timeline=timeline)

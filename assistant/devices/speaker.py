@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.devices.audio import PORTAUDIO_LOCK, AudioDeviceError, native_stderr_silenced, resample
+from assistant.devices.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,34 @@ class WavRecorderSpeaker(Speaker):
 
     ``realtime=True`` paces writing like a sound card (the window, and tests of
     stopping mid-sentence); ``False`` writes as fast as speech is made (``--ask``).
+
+    With a ``timeline`` the file is **time-aligned**: second *t* of it is what the
+    speaker played at ``timeline.origin + t``.  Silence is written while nothing
+    plays (before each chunk, zeros up to "now"; at ``close``, zeros up to the
+    moment of closing), and writing is paced like a sound card (``realtime`` is
+    implied).  With a real-time file microphone on the same timeline, second *t*
+    of this file is second *t* of the microphone's recording (``--headless
+    --realtime``): a reviewable record of the conversation, and a way to measure
+    reply latency and barge-in from outside.  A chunk lands at most ``SLACK``
+    seconds early (a writer that lags a little mid-sentence is not padded, as a
+    sound card's buffer would not underrun), and ``abort`` cannot take back the one
+    chunk already written ahead (20 ms of speech).
     """
 
-    def __init__(self, path: str | Path, realtime: bool = True, rate: int | None = None) -> None:
+    SLACK = 0.03  # seconds a time-aligned writer may lag before silence is written to catch up
+    _SILENCE_BLOCK = 1 << 16  # samples of zeros written at a time
+
+    def __init__(self, path: str | Path, realtime: bool = True, rate: int | None = None,
+                 timeline: Timeline | None = None) -> None:
         self.path = Path(path)
         self.name = f"recording to {self.path.name}"
-        self.realtime = realtime
+        self.timeline = timeline
+        self.realtime = realtime or timeline is not None
         self.rate = rate
         self._wav: wave.Wave_write | None = None
         self._lock = threading.Lock()
         self._clock: float | None = None  # when the audio written so far will have finished playing
-        self.samples_written = 0
+        self.samples_written = 0  # speech and, time-aligned, silence
         self._closed = False
 
     def _open(self, rate: int) -> wave.Wave_write:
@@ -63,12 +81,26 @@ class WavRecorderSpeaker(Speaker):
             self._wav.setframerate(self.rate)
         return self._wav
 
+    def _write(self, data: np.ndarray) -> None:
+        self._wav.writeframes(data.astype("<i2").tobytes())
+        self.samples_written += len(data)
+
+    def _pad_to(self, seconds: float) -> None:
+        """Time-aligned: silence up to ``seconds`` after the origin (nothing if already there)."""
+        missing = int(round(seconds * self.rate)) - self.samples_written
+        while missing > 0:
+            n = min(missing, self._SILENCE_BLOCK)
+            self._write(np.zeros(n, np.int16))
+            missing -= n
+
     def play(self, chunk: np.ndarray, rate: int) -> None:
+        if self.timeline is not None:
+            self._play_aligned(chunk, rate)
+            return
         with self._lock:
             self._open(rate)
             data = resample(chunk, rate, self.rate)
-            self._wav.writeframes(data.astype("<i2").tobytes())
-            self.samples_written += len(data)
+            self._write(data)
         if self.realtime:
             now = time.monotonic()
             start = max(now, self._clock or now)
@@ -78,15 +110,34 @@ class WavRecorderSpeaker(Speaker):
             if wait > 0:
                 time.sleep(wait)
 
+    def _play_aligned(self, chunk: np.ndarray, rate: int) -> None:
+        with self._lock:
+            self._open(rate)
+            data = resample(chunk, rate, self.rate)
+            origin = self.timeline.start()
+            now = time.monotonic() - origin
+            if now - self.samples_written / self.rate > self.SLACK:
+                self._pad_to(now)  # nothing played since the last chunk: silence until now
+            starts = origin + self.samples_written / self.rate
+            self._write(data)
+        # Return when this chunk starts to sound: at most one chunk ahead, as a device buffer.
+        wait = starts - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
     def abort(self) -> None:
         self._clock = None
 
     def close(self) -> None:
-        """Finish the file; with nothing spoken it is a valid, empty WAV."""
+        """Finish the file; with nothing spoken it is a valid, empty WAV (time-aligned: silence
+        up to now, once the timeline has started)."""
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._open(self.rate or 22050).close()
+                self._open(self.rate or 22050)
+                if self.timeline is not None and self.timeline.started:
+                    self._pad_to(self.timeline.elapsed())
+                self._wav.close()
                 self._wav = None
 
 
@@ -203,8 +254,11 @@ class PyAudioSpeaker(Speaker):
             self._stream_lock.release()
 
 
-def open_speaker(spec: str | None, realtime: bool = True) -> Speaker:
-    """``spec``: a ``.wav`` path (recorder), a device index or name, or None (the default device)."""
+def open_speaker(spec: str | None, realtime: bool = True, timeline: Timeline | None = None) -> Speaker:
+    """``spec``: a ``.wav`` path (recorder), a device index or name, or None (the default device).
+
+    ``timeline``: a recorder writes a time-aligned file (see ``WavRecorderSpeaker``); a
+    sound device plays in real time anyway and ignores it."""
     if spec and spec.lower().endswith(".wav"):
-        return WavRecorderSpeaker(spec, realtime=realtime)
+        return WavRecorderSpeaker(spec, realtime=realtime, timeline=timeline)
     return PyAudioSpeaker(spec)
