@@ -25,10 +25,14 @@ command line's main thread).  Nothing here imports Qt.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from assistant.devices.playback_tap import PlaybackTap, TappedSpeaker
+from assistant.devices.timeline import Timeline
+from assistant.encoders.echo import make_echo_canceller
 from assistant.engine import BackendFactory, Engine, default_backend_factory
 from assistant.events import ErrorEvent, Event, ReplyFinished, TokenChunk, UserTurn
 from assistant.settings import AppPaths, Settings
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
     from assistant.encoders.vad import Utterance
     from assistant.speech.voice_out import SpeechEvent, VoiceOut
     from assistant.store.history import HistoryStore
+
+log = logging.getLogger(__name__)
 
 HALF_DUPLEX_TAIL = 0.4  # seconds after the voice falls silent that a live microphone stays muted
 
@@ -71,7 +77,12 @@ class Session:
         self._superseded: set[int] = set()  # utterances replaced by a newer one before they started
         self._lock = threading.Lock()
         self.voice: VoiceOut | None = None
+        # What the speaker plays, on the timeline the microphone shares: the echo's reference.
+        self.timeline = Timeline()
+        self.tap: PlaybackTap | None = None
         if speaker is not None:
+            self.tap = PlaybackTap(self.timeline)
+            speaker = TappedSpeaker(speaker, self.tap)
             from assistant.speech import voice_out  # only a session that speaks loads the speech stage
 
             self.voice = voice_out.VoiceOut(
@@ -84,6 +95,7 @@ class Session:
             )
             self.voice.start()
         self.listener: VoiceIn | None = None
+        self.listening_mode = "off"  # "echo cancellation", "half-duplex" or "open" (headphones), once listening
         self._ending_listeners: list[VoiceIn] = []  # stopped, their threads not yet joined
         self._speculation: SpeculativeTranscriber | None = None  # recognition started during pauses
         self.engine = Engine(settings, paths, self._route, backend_factory, store)
@@ -225,13 +237,33 @@ class Session:
             from assistant.encoders.speculation import SpeculativeTranscriber
 
             self._speculation = SpeculativeTranscriber(self.engine.transcribe_if_ready)
+        echo = make_echo_canceller(self.tap) if settings.echo_cancellation and mic.live else None
+        self.listening_mode = ("echo cancellation" if echo is not None
+                               else "half-duplex" if settings.half_duplex and self.voice is not None else "open")
+
+        def on_listen_event(event: ListenEvent) -> None:
+            if event.kind == "speech" and (self.busy or self.voice_sounding()):
+                self.barge_in()  # (half-duplex: the microphone is deaf while the voice sounds)
+            on_event(event)
+
         self.listener = VoiceIn(
-            mic, on_utterance, on_event, VadConfig.from_settings(settings),
-            hands_free=settings.hands_free if hands_free is None else hands_free, muted=self.microphone_muted,
-            on_pause=self._speculation.offer,
+            mic, on_utterance, on_listen_event, VadConfig.from_settings(settings),
+            hands_free=settings.hands_free if hands_free is None else hands_free,
+            muted=(lambda: False) if echo is not None else self.microphone_muted,
+            on_pause=self._speculation.offer, echo=echo,
         )
         self.listener.start()
         return self.listener
+
+    def voice_sounding(self) -> bool:
+        return self.voice is not None and self.voice.sounding(0.0)
+
+    def barge_in(self) -> None:
+        """The user spoke over the assistant (heard through echo cancellation): the voice
+        stops at once, and so does the reply being written (kept, marked stopped); what
+        they say is answered next."""
+        log.info("barge-in: stopping the voice and the reply")
+        self.stop()
 
     def microphone_muted(self) -> bool:
         """Half-duplex: while the settings ask for it, a live microphone is not heard while

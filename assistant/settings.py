@@ -75,6 +75,7 @@ class Settings:
     asr_language: str = ""  # for multilingual Whisper models: "en", "de", …; "" = detect
     hands_free: bool = False  # listen all the time; voice activity detection finds each utterance
     half_duplex: bool = True  # ignore the microphone while the assistant speaks (no echo cancellation)
+    echo_cancellation: bool = True  # take the assistant's voice out of the microphone and keep listening
     vad_threshold: float = 0.5  # speech probability that starts an utterance
     vad_min_silence: float = 0.5  # seconds of silence that end an utterance
     max_utterance: float = 30.0  # seconds; longer speech is split, not lost
@@ -124,8 +125,8 @@ class Settings:
             raise SettingsError("attention_temperature must be positive")
         if not all(isinstance(v, str) for v in (self.mic, self.asr_model, self.asr_language)):
             raise SettingsError("mic, asr_model and asr_language must be text")
-        if not isinstance(self.hands_free, bool) or not isinstance(self.half_duplex, bool):
-            raise SettingsError("hands_free and half_duplex must be true or false")
+        if not all(isinstance(v, bool) for v in (self.hands_free, self.half_duplex, self.echo_cancellation)):
+            raise SettingsError("hands_free, half_duplex and echo_cancellation must be true or false")
         if not isinstance(self.vad_threshold, (int, float)) or not 0.2 <= self.vad_threshold <= 0.95:
             raise SettingsError("vad_threshold must be between 0.2 and 0.95")
         if not isinstance(self.vad_min_silence, (int, float)) or not 0.1 <= self.vad_min_silence <= 5:

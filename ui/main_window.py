@@ -45,7 +45,7 @@ from assistant.events import (
 from assistant.settings import APP_TITLE, AppPaths, Settings, load_settings, save_settings
 from assistant.devices.speaker import Speaker
 from assistant.encoders.vad import Utterance
-from assistant.encoders.listener import ListenEvent, ListenState
+from assistant.encoders.listener import ListenEvent
 from assistant.speech.voice_out import SpeechEvent
 
 from ui.workers.models import ModelsBridge
@@ -62,6 +62,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LISTENING_MODES = {  # what the microphone panel says when listening starts
+    "echo cancellation": "Echo cancellation is on: speak any time, even over the reply, to interrupt it.",
+    "half-duplex": "Half-duplex: the microphone is off while replies are spoken (no echo cancellation).",
+    "open": "The microphone stays on while replies are spoken (headphones): speak to interrupt.",
+}
 CLOSE_POLL_MS = 100  # closing while a model still loads: how often to look whether it has ended
 
 _STATE_TEXT = {
@@ -316,6 +321,7 @@ class MainWindow(QMainWindow):
         if on:
             if self.bridge.listener is None:
                 self.bridge.start_listening()
+                self.mic_panel.show_notice(LISTENING_MODES.get(self.bridge.session.listening_mode, ""))
         else:
             self.bridge.stop_listening()
 
@@ -361,8 +367,6 @@ class MainWindow(QMainWindow):
             self.bridge.stop_listening()
             self.mic_panel.set_on(False)
             self.mic_panel.show_notice(f"The recording {event.text} has ended.")
-        elif event.kind == "state" and event.state is ListenState.HEARING and not self.settings.half_duplex:
-            self.bridge.interrupt_speech()  # barge-in (headphones or echo cancellation)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         """Hold Space to talk, unless the keyboard is typing into something."""

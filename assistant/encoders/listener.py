@@ -31,9 +31,12 @@ import numpy as np
 from assistant.errors import AssistantError
 from assistant.devices.audio import AudioDeviceError
 from assistant.devices.microphone import SAMPLE_RATE, Microphone, MicrophoneEnded, level_dbfs
+from assistant.encoders.echo import EchoCanceller
 from assistant.encoders.vad import CHUNK_SECONDS, Segmenter, SileroVad, Utterance, VadConfig, contains_speech
 
 log = logging.getLogger(__name__)
+
+BARGE_IN_SECONDS = 0.3  # speech that lasts this long, heard through echo cancellation, interrupts the assistant
 
 
 class ListenState(enum.Enum):
@@ -53,7 +56,8 @@ class ListenState(enum.Enum):
 class ListenEvent:
     """``kind``: state (``state`` changed), utterance (one was handed off), dropped (push-to-talk
     without speech), lost (a live microphone failed: reopening it), reconnected, error (``text``
-    says what; listening stopped), ended (a recording reached its end)."""
+    says what; listening stopped), ended (a recording reached its end), speech (hands-free speech
+    has gone on long enough to be someone talking: a barge-in, when the assistant is speaking)."""
 
     kind: str
     state: ListenState = ListenState.OFF
@@ -74,11 +78,18 @@ class VoiceIn:
         max_push_seconds: float = 120.0,
         retry_delays: tuple[float, float] = (0.5, 8.0),
         on_pause: Callable[[np.ndarray], None] | None = None,
+        echo: EchoCanceller | None = None,
+        barge_in_after: float = BARGE_IN_SECONDS,
     ) -> None:
         """``on_pause`` gets, once a pause in hands-free speech has lasted the end pad, the
-        samples its utterance will have if the pause ends it (for speculative recognition)."""
+        samples its utterance will have if the pause ends it (for speculative recognition).
+        ``echo`` takes the assistant's voice out of each chunk before anything hears it.
+        A ``speech`` event says when hands-free speech has gone on for ``barge_in_after``
+        seconds (long enough not to be a click or what is left of the echo)."""
         self.mic = mic
         self._on_pause = on_pause
+        self._echo = echo
+        self.barge_in_after = barge_in_after
         self._on_utterance = on_utterance
         self._on_event = on_event
         self.config = config
@@ -173,6 +184,7 @@ class VoiceIn:
         pre_roll: deque[np.ndarray] = deque(maxlen=max(1, round(self.config.pre_roll / CHUNK_SECONDS)))
         recording: list[np.ndarray] | None = None
         was_muted = False
+        said_speech = False  # the "speech" event of the speech in progress was sent
         try:
             while not self._stop.is_set():
                 chunk = self._read(segmenter)
@@ -189,6 +201,8 @@ class VoiceIn:
                     self._set_state(self._idle_state())
                 if chunk is None:
                     continue
+                if self._echo is not None:
+                    chunk = self._echo.process(chunk)
                 self.level = level_dbfs(chunk)
                 if recording is not None:
                     recording.append(chunk)
@@ -214,6 +228,12 @@ class VoiceIn:
                     continue
                 for utterance in segmenter.feed(chunk):
                     self._hand_off(utterance)
+                    said_speech = False
+                if not segmenter.in_speech:
+                    said_speech = False
+                elif not said_speech and segmenter.speech_seconds >= self.barge_in_after:
+                    said_speech = True
+                    self._on_event(ListenEvent("speech", ListenState.HEARING, "", time.monotonic()))
                 pause = segmenter.take_pause()
                 if pause is not None and self._on_pause is not None:
                     self._on_pause(pause)

@@ -132,6 +132,11 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._speaking
 
+    @property
+    def speech_seconds(self) -> float:
+        """How long the speech in progress has gone on (0 when there is none)."""
+        return self.time - self._start if self._speaking else 0.0
+
     def feed(self, chunk: np.ndarray) -> list[Utterance]:
         config = self.config
         p = self.vad(chunk)

@@ -223,6 +223,12 @@ class SettingsDialog(QDialog):
                                     "to interrupt it by speaking.")
         self.half_duplex.setChecked(settings.half_duplex)
         form.addRow("Microphone", self.half_duplex)
+        self.echo_cancellation = QCheckBox("Echo cancellation: keep listening while replies are spoken")
+        self.echo_cancellation.setToolTip("Takes the assistant's own voice out of the microphone (WebRTC AEC3), so "
+                                          "you can interrupt it by speaking, even on laptop speakers. Where it is "
+                                          "not available, the option above applies.")
+        self.echo_cancellation.setChecked(settings.echo_cancellation)
+        form.addRow("", self.echo_cancellation)
 
     # -- the OpenAI-compatible server ----------------------------------------------------
 
@@ -374,6 +380,7 @@ class SettingsDialog(QDialog):
             vad_threshold=round(self.vad_threshold.value(), 2),
             vad_min_silence=round(self.vad_min_silence.value(), 2),
             half_duplex=self.half_duplex.isChecked(),
+            echo_cancellation=self.echo_cancellation.isChecked(),
         )
 
     def accept(self) -> None:

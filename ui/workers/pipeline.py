@@ -272,7 +272,7 @@ class SessionBridge(QObject):
         old = self.session.settings  # the latest requested (the worker applies them in order)
         self.session.follow_settings(settings)
         if self.session.listener is not None:
-            listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance")
+            listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance", "echo_cancellation", "half_duplex")
             if any(getattr(settings, k) != getattr(old, k) for k in listening):
                 self.start_listening()  # the new microphone or detector settings
             elif settings.hands_free != old.hands_free:
@@ -364,11 +364,13 @@ class SessionBridge(QObject):
     # -- listening ---------------------------------------------------------------------------
 
     def start_listening(self, mic: Microphone | str | None = None, hands_free: bool | None = None) -> VoiceIn:
-        """Open the microphone (``mic``: a Microphone, or a device/WAV spec; None: the settings')
+        """Open the microphone (``mic``: a Microphone, or a device/WAV/``room:`` spec; None: the settings')
         and listen in a thread of its own.  Problems arrive as a ``listen_event`` of kind error."""
         self.stop_listening()
         if not isinstance(mic, Microphone):
-            mic = open_microphone(self.session.settings.mic if mic is None else mic, realtime=True)
+            # The echo room (room:USER.wav) hears what the session's speaker plays (its tap).
+            mic = open_microphone(self.session.settings.mic if mic is None else mic, realtime=True,
+                                  tap=self.session.tap)
         listener = self.session.listen(mic, self._listen_events.put, self._listen_events.put, hands_free)
         self._listen_events.start()
         self._load_recognizer.emit(self.engine.epoch)  # Whisper loads while the user starts talking
