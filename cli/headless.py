@@ -16,6 +16,9 @@ with a live microphone, to the default sound device).
   ``--speaker`` WAV share one ``Timeline`` (it starts when listening starts), so
   the WAV holds silence while nothing plays and second *t* of it is second *t*
   of the recording.
+* ``--mic room:USER.wav`` (the simulated echo room) is ``--realtime``, and the
+  room hears the replies: the speaker (``--speaker``, or without one a silent
+  loudspeaker that only the room hears) is tapped on the microphone's timeline.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ def one_line(text: str) -> str:
 def run_headless(args: argparse.Namespace) -> int:
     from assistant.devices.audio import AudioDeviceError
     from assistant.devices.camera import CameraSource, parse_source
+    from assistant.devices.echo_room import EchoRoomMicrophone, RoomSpeaker, is_room_spec
     from assistant.devices.microphone import open_microphone
+    from assistant.devices.playback_tap import TappedSpeaker
     from assistant.devices.speaker import open_speaker
     from assistant.devices.timeline import Timeline
     from assistant.encoders.listener import ListenEvent
@@ -57,22 +62,28 @@ def run_headless(args: argparse.Namespace) -> int:
         paths, settings = settings_for_run(args)
     except SettingsError as exc:
         return fail(str(exc))
-    timeline = Timeline() if args.realtime else None  # shared by the microphone and a --speaker WAV
-    mic = open_microphone(settings.mic, realtime=args.realtime, timeline=timeline)
-    turn_by_turn = not mic.live and not args.realtime  # a recording replayed, waiting for each answer
+    room = is_room_spec(settings.mic)  # the simulated echo room: a recording heard in real time, with our echo
+    realtime = args.realtime or room
+    timeline = Timeline() if realtime else None  # shared by the microphone and a --speaker WAV
+    mic = open_microphone(settings.mic, realtime=realtime, timeline=timeline)
+    device = mic.live and not room  # a sound card: it never ends, and nothing else speaks for it
+    turn_by_turn = not mic.live and not realtime  # a recording replayed, waiting for each answer
     try:
         mic.start()  # a missing device or a broken recording is reported before any model loads
     except (BadInputError, AudioDeviceError) as exc:
         return fail(str(exc))
 
     speaker = None
-    if args.speaker or (mic.live and settings.speak_replies):
+    if args.speaker or (device and settings.speak_replies):
         try:
             speaker = open_speaker(args.speaker, realtime=not turn_by_turn, timeline=timeline)
         except AudioDeviceError as exc:
             if args.speaker:
                 return fail(str(exc))
             warn(f"{exc} Replies are printed, not spoken.")
+    if isinstance(mic, EchoRoomMicrophone):
+        # The room hears what the app plays: --speaker (a WAV or a device), else only the room.
+        speaker = TappedSpeaker(speaker if speaker is not None else RoomSpeaker(), mic.tap)
 
     failed: list[str] = []  # turns and model loads
     speech_failed: list[str] = []  # the voice (reported by the speech thread, any time)
@@ -140,7 +151,7 @@ def run_headless(args: argparse.Namespace) -> int:
             buffer = FrameBuffer()
             camera = CameraSource(parse_source(args.camera), realtime=True, buffer=buffer)
             camera.start()
-        if mic.live:
+        if device:
             print(f"Listening on {mic.name} — speak; Ctrl+C ends.", file=sys.stderr, flush=True)
         listener = session.listen(mic, on_utterance, on_listen, hands_free=True)
         while turn_by_turn:
@@ -179,7 +190,7 @@ def run_headless(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         session.stop()
         print("\nstopped", file=sys.stderr)
-        code = EXIT_OK if mic.live else EXIT_INTERRUPTED
+        code = EXIT_OK if device else EXIT_INTERRUPTED
     finally:
         ended.set()
         session.close_devices()

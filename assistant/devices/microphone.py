@@ -2,6 +2,8 @@
 
 Both deliver the same thing: 16 kHz mono int16 audio in chunks of ``CHUNK``
 samples (32 ms, the window Silero VAD works on), through ``read(timeout)``.
+A third kind, the simulated echo room (``room:USER.wav``, ``echo_room.py``), plays a
+recording and hears the app's own speaker through a simulated room.
 
 The PyAudio callback runs in PortAudio's thread and only copies the bytes into
 a bounded queue (new audio is dropped while it is full); resampling and
@@ -15,6 +17,7 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +34,9 @@ from assistant.devices.audio import (
     resample,
 )
 from assistant.devices.timeline import Timeline
+
+if TYPE_CHECKING:
+    from assistant.devices.playback_tap import PlaybackTap
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples: 32 ms at 16 kHz
@@ -365,14 +371,22 @@ class PyAudioMicrophone(Microphone):
                 break
 
 
-def open_microphone(spec: str | None, realtime: bool = True, timeline: Timeline | None = None) -> Microphone:
+def open_microphone(spec: str | None, realtime: bool = True, timeline: Timeline | None = None,
+                    tap: PlaybackTap | None = None) -> Microphone:
     """``spec``: an audio file (``.wav``, ``.flac``, ``.ogg``, ``.opus``, ``.mp3``…), a device
-    index or name, or ""/None for the default input.  ``realtime`` and ``timeline``: see
-    ``AudioFileMicrophone`` (a live device is real-time by nature and starts the timeline at
-    its first read).
+    index or name, ""/None for the default input, or ``room:USER.wav[?…]``: the simulated
+    echo room (``assistant/devices/echo_room.py``), which hears the user's recording and
+    what ``tap`` says the app's speaker played (a new tap on ``timeline`` when None: wrap
+    the speaker in ``TappedSpeaker(speaker, mic.tap)``).  ``realtime`` and ``timeline``:
+    see ``AudioFileMicrophone`` (a live device is real-time by nature and starts the
+    timeline at its first read); ``tap`` matters only to the room.
 
     Nothing is opened yet: ``start()`` does that (and reports problems).
     """
+    from assistant.devices.echo_room import is_room_spec, open_room  # it builds on this module
+
+    if is_room_spec(spec):
+        return open_room(spec, realtime=realtime, timeline=timeline, tap=tap)
     if spec and is_audio_file_name(spec):
         return AudioFileMicrophone(spec, realtime=realtime, timeline=timeline)
     return PyAudioMicrophone(spec or None, timeline=timeline)

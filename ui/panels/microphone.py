@@ -1,5 +1,9 @@
 """The microphone panel: on/off, device, level meter, push-to-talk, hands-free, and what it is doing.
 
+The device selector lists the default input, the sound inputs, recordings chosen
+as microphones, "WAV file…" and "Simulated echo room…" (``room:PATH``: a recording
+of the user plus the assistant's own voice as a room sends it back).
+
 The listening thread lives in the engine (``VoiceIn``, owned by the session).
 This panel only pulls its newest level and state on a display-rate timer: no
 Qt call crosses threads.
@@ -22,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.devices.echo_room import is_room_spec
 from assistant.encoders.listener import ListenState
 
 METER_FLOOR_DB = -60  # the meter's left end
@@ -41,6 +46,16 @@ _STATE_TEXT = {
 
 DEFAULT_DEVICE = "Default microphone"
 FILE_ITEM = "WAV file…"
+ROOM_ITEM = "Simulated echo room…"
+ROOM_CHOICE = "room:"  # the item's data: pick the user's recording, then the spec is room:PATH
+AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)"
+
+
+def source_label(spec: str) -> str:
+    """How a microphone spec is shown in the selector."""
+    if is_room_spec(spec):
+        return f"Echo room: {spec[len(ROOM_CHOICE):]}"
+    return spec
 
 
 class MicPanel(QWidget):
@@ -68,12 +83,14 @@ class MicPanel(QWidget):
         self.toggle.toggled.connect(self._toggled)
         self.source = QComboBox()
         self.source.setObjectName("micSource")
-        self.source.setToolTip("Microphone: a sound input, or a WAV file played as one")
+        self.source.setToolTip("Microphone: a sound input, a WAV file played as one, or a simulated echo room "
+                               "(a WAV file of the user, plus the assistant's own voice as a room sends it back)")
         self.source.addItem(DEFAULT_DEVICE, "")
         if source:
-            self.source.addItem(source, source)
+            self.source.addItem(source_label(source), source)
             self.source.setCurrentIndex(1)
         self.source.addItem(FILE_ITEM, None)
+        self.source.addItem(ROOM_ITEM, ROOM_CHOICE)
         self.source.activated.connect(self._source_activated)
         top.addWidget(self.toggle)
         top.addWidget(self.source, 1)
@@ -134,24 +151,30 @@ class MicPanel(QWidget):
         self._devices_shown = True
         for index, name in self._devices or []:
             if self.source.findData(str(index)) < 0:
-                self.source.insertItem(self.source.count() - 1, f"{index}: {name}", str(index))
+                self.source.insertItem(self._choices_at(), f"{index}: {name}", str(index))
+
+    def _choices_at(self) -> int:
+        """Where the last items ("WAV file…", "Simulated echo room…") begin: sources go before them."""
+        return self.source.count() - 2
 
     def _source_activated(self, index: int) -> None:
         data = self.source.itemData(index)
-        if data is None:  # "WAV file…"
-            path, _ = QFileDialog.getOpenFileName(self, "Use a recording as the microphone", "",
-                                                  "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)")
+        if data is None or data == ROOM_CHOICE:  # "WAV file…" or "Simulated echo room…"
+            room = data == ROOM_CHOICE
+            title = ("Simulated echo room: choose a recording of the user (the room adds the assistant's echo)"
+                     if room else "Use a recording as the microphone")
+            path, _ = QFileDialog.getOpenFileName(self, title, "", AUDIO_FILTER)
             if not path:
                 self.source.setCurrentIndex(0)
                 return
-            self.set_source(path)
-            data = path
+            data = ROOM_CHOICE + path if room else path
+            self.set_source(data)
         self.source_chosen.emit(data)
 
     def set_source(self, spec: str) -> None:
         i = self.source.findData(spec)
         if i < 0:
-            self.source.insertItem(self.source.count() - 1, spec, spec)
+            self.source.insertItem(self._choices_at(), source_label(spec), spec)
             i = self.source.findData(spec)
         self.source.setCurrentIndex(i)
 
