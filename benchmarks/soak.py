@@ -71,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.real_shapes:
-            from benchmarks.turn_cost import build_smolvlm_256m_shapes
+            from turn_cost import build_smolvlm_256m_shapes  # this folder is on sys.path
 
             model = build_smolvlm_256m_shapes(folder)
         else:

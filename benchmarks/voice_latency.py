@@ -103,13 +103,20 @@ class NaturalText:
         words = REPLY.split(" ")
         said: list[str] = []
 
-        def per_token(_text: str) -> None:
+        def per_token(*_hook_args) -> None:  # after each forward pass: one more token exists
             if len(said) < len(words):
                 said.append(words[len(said)] + " ")
                 on_text(said[-1])
 
-        self.inner.generate_kwargs = {"min_new_tokens": len(words)}
-        result = self.inner.generate(messages, params.__class__(len(words), 0.0, params.image_detail), per_token, cancel)
+        # A hook on the output layer fires once per forward pass (prompt, then each new token),
+        # whatever the random weights decode to (often tokens that print nothing).
+        hook = self.inner.model.get_output_embeddings().register_forward_hook(per_token)
+        self.inner.generate_kwargs = {"min_new_tokens": len(words) - 1}
+        try:
+            result = self.inner.generate(messages, params.__class__(len(words) - 1, 0.0, params.image_detail),
+                                         lambda text: None, cancel)
+        finally:
+            hook.remove()
         return GenerationResult("".join(said).strip(), result.tokens, result.stopped)
 
 
@@ -117,7 +124,7 @@ def run(config: str, conversation, model: Path, asr: str, min_silence: float, fo
     from assistant.devices.microphone import AudioFileMicrophone
     from assistant.devices.speaker import WavRecorderSpeaker
     from assistant.engine import default_backend_factory
-    from assistant.events import TokenChunk, Transcribed
+    from assistant.events import ErrorEvent, TokenChunk, Transcribed
     from assistant.session import Session
     from assistant.settings import AppPaths, Settings
     from assistant.speech import voice_out
@@ -129,6 +136,8 @@ def run(config: str, conversation, model: Path, asr: str, min_silence: float, fo
 
     def on_event(event) -> None:
         now = time.monotonic()
+        if isinstance(event, ErrorEvent):
+            print(f"error ({config}): {event.message}", file=sys.stderr)
         if not current:
             return
         turn = current[-1]
@@ -209,7 +218,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.real_shapes:
-            from benchmarks.turn_cost import build_smolvlm_256m_shapes
+            from turn_cost import build_smolvlm_256m_shapes  # this folder is on sys.path
 
             model = build_smolvlm_256m_shapes(folder)
         else:

@@ -24,12 +24,15 @@ def tone(seconds: float, rate: int = TTS_RATE, hz: float = 440.0) -> np.ndarray:
     return (0.5 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
-def play_at(speaker, origin: float, at: float, samples: np.ndarray, rate: int = TTS_RATE) -> None:
-    """Wait until ``at`` seconds after ``origin``, then play ``samples`` in 20 ms chunks (as the voice does)."""
+def play_at(speaker, origin: float, at: float, samples: np.ndarray, rate: int = TTS_RATE) -> float:
+    """Wait until ``at`` seconds after ``origin``, then play ``samples`` in 20 ms chunks (as the voice does);
+    returns when playing really began (a loaded machine oversleeps), in seconds after ``origin``."""
     time.sleep(max(0.0, origin + at - time.monotonic()))
+    began = time.monotonic() - origin
     step = int(rate * 0.02)
     for i in range(0, len(samples), step):
         speaker.play(samples[i:i + step], rate)
+    return began
 
 
 def loud_runs(samples: np.ndarray, rate: int, threshold: int = 1000, gap: float = 0.1) -> list[tuple[float, float]]:
@@ -98,9 +101,9 @@ def test_a_time_aligned_recorder_puts_each_sound_at_its_time_and_silence_elsewhe
     speaker = open_speaker(str(out), timeline=timeline)
     assert isinstance(speaker, WavRecorderSpeaker) and speaker.realtime
     origin = timeline.start()
-    play_at(speaker, origin, 0.7, tone(0.4))
+    first = play_at(speaker, origin, 0.7, tone(0.4))
     assert time.monotonic() - origin >= 1.0  # paced like a sound card, not written at once
-    play_at(speaker, origin, 2.0, tone(0.3, hz=660))
+    second = play_at(speaker, origin, 2.0, tone(0.3, hz=660))
     time.sleep(max(0.0, origin + 3.0 - time.monotonic()))
     speaker.close()
 
@@ -110,8 +113,9 @@ def test_a_time_aligned_recorder_puts_each_sound_at_its_time_and_silence_elsewhe
     runs = loud_runs(audio.samples, audio.rate)
     assert len(runs) == 2, runs
     (a0, a1), (b0, b1) = runs
-    assert a0 == pytest.approx(0.7, abs=0.05) and a1 == pytest.approx(1.1, abs=0.05)
-    assert b0 == pytest.approx(2.0, abs=0.05) and b1 == pytest.approx(2.3, abs=0.05)
+    # Each sound lands where it was played (measured: a busy machine may start it a little late).
+    assert a0 == pytest.approx(first, abs=0.05) and a1 == pytest.approx(first + 0.4, abs=0.15)
+    assert b0 == pytest.approx(second, abs=0.05) and b1 == pytest.approx(second + 0.3, abs=0.15)
     quiet = np.ones(len(audio.samples), bool)
     for start, end in runs:
         quiet[int(start * audio.rate):int(end * audio.rate)] = False
