@@ -127,3 +127,57 @@ def test_speaking_over_the_reply_stops_the_voice_and_the_generation(paths, tmp_p
         assert [e for e in events if isinstance(e, ReplyFinished)][-1].stopped
     finally:
         session.close()
+
+
+def test_in_the_echo_room_it_hears_the_user_never_itself_and_stops_when_talked_over(paths, tmp_path,
+                                                                                   real_whisper):
+    """The whole loop with the simulated room: the user asks, the assistant answers aloud
+    (its voice echoes back into the microphone), the user talks over it.  Echo cancellation
+    keeps the assistant's words out of the transcripts; the barge-in stops the reply within
+    a second; the new question is answered next."""
+    from assistant.devices.echo_room import EchoRoomMicrophone
+    from assistant.events import Transcribed
+
+    first, second = "What colour is the mug on my desk?", USER
+    q1, q2 = voice(first), voice(second, "-v", "en-us", "-s", "150")
+    gap = np.zeros(int(2.5 * 16000), np.int16)  # the reply is being spoken here
+    recording = np.concatenate([np.zeros(8000, np.int16), q1, gap, q2, np.zeros(3 * 16000, np.int16)])
+    path = write_wav(tmp_path / "user.wav", recording, 16000)
+    second_starts = (8000 + len(q1) + len(gap)) / 16000
+    speaker = WavRecorderSpeaker(tmp_path / "spoken.wav", realtime=True)
+    events, heard, barge = [], [], []
+    session = Session(Settings(model="scripted", hands_free=True, asr_model=str(real_whisper),
+                               echo_cancellation=True), paths, events.append, speaker=speaker, speak=True,
+                      backend_factory=scripted_factory(ASSISTANT * 3, chunk_delay=0.03))
+    try:
+        assert session.load() and session.load_recognizer()
+        mic = EchoRoomMicrophone(path, tap=session.tap)
+        utterances: list = []
+        session.listen(mic, utterances.append,
+                       lambda e: e.kind == "speech" and barge.append(session.timeline.elapsed()))
+        assert session.listening_mode == "echo cancellation"
+        replies = []
+        deadline = time.monotonic() + 60
+        answered = 0
+        while answered < 2 and time.monotonic() < deadline:
+            if len(utterances) > answered:
+                utterance = utterances[answered]
+                answered += 1
+                turn_id = 100 + answered
+                session.begin_turn(turn_id)
+                worker = threading.Thread(
+                    target=lambda u=utterance, t=turn_id: replies.append(session.answer_utterance(u.samples, turn_id=t)))
+                worker.start()
+                heard.append(worker)
+            time.sleep(0.02)
+        for worker in heard:
+            worker.join(60)
+        said = [e.text for e in events if isinstance(e, Transcribed)]
+        assert len(said) == 2, said  # the user's two questions, never the assistant's words
+        assert "mug" in said[0].lower() and "window" in said[1].lower(), said
+        finished = [e for e in events if isinstance(e, ReplyFinished)]
+        assert finished[0].stopped and finished[0].text  # talked over: stopped, partial text kept
+        assert any(second_starts < t <= second_starts + 1.0 for t in barge), (second_starts, barge)
+        assert len(finished) == 2 and not finished[1].stopped  # the new question was answered
+    finally:
+        session.close()
