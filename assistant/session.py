@@ -65,11 +65,14 @@ class Session:
         on_speech: Callable[[SpeechEvent], None] = lambda e: None,
         store: HistoryStore | None = None,
         backend_factory: BackendFactory = default_backend_factory,
+        tap: PlaybackTap | None = None,
     ) -> None:
         """``on_event`` gets every engine event (in the engine's thread); ``speaker``:
         where replies are spoken (None: not spoken); ``speak``: speak at first (None:
         as the settings say; a speaker named on the command line always speaks);
-        ``on_speech`` gets the voice's events (in the speech thread)."""
+        ``on_speech`` gets the voice's events (in the speech thread); ``tap``: where what
+        the speaker plays is noted (a simulated room's, so the room and echo cancellation
+        hear the same thing on one timeline; default: a new one)."""
         self.settings = settings
         self._on_event = on_event
         self._pending: set[int] = set()  # turns asked and not yet finished
@@ -78,10 +81,10 @@ class Session:
         self._lock = threading.Lock()
         self.voice: VoiceOut | None = None
         # What the speaker plays, on the timeline the microphone shares: the echo's reference.
-        self.timeline = Timeline()
-        self.tap: PlaybackTap | None = None
+        self.tap: PlaybackTap | None = tap if tap is not None or speaker is None else PlaybackTap(Timeline())
+        self.timeline = self.tap.timeline if self.tap is not None else Timeline()
         if speaker is not None:
-            self.tap = PlaybackTap(self.timeline)
+            assert self.tap is not None
             speaker = TappedSpeaker(speaker, self.tap)
             from assistant.speech import voice_out  # only a session that speaks loads the speech stage
 
@@ -237,7 +240,9 @@ class Session:
             from assistant.encoders.speculation import SpeculativeTranscriber
 
             self._speculation = SpeculativeTranscriber(self.engine.transcribe_if_ready)
-        echo = make_echo_canceller(self.tap) if settings.echo_cancellation and mic.live else None
+        echo = None  # with it the microphone stays open (half-duplex only while it first learns the room)
+        if settings.echo_cancellation and mic.live:
+            echo = make_echo_canceller(self.tap, lambda: getattr(mic, "timeline_position", None))
         self.listening_mode = ("echo cancellation" if echo is not None
                                else "half-duplex" if settings.half_duplex and self.voice is not None else "open")
 
@@ -249,7 +254,7 @@ class Session:
         self.listener = VoiceIn(
             mic, on_utterance, on_listen_event, VadConfig.from_settings(settings),
             hands_free=settings.hands_free if hands_free is None else hands_free,
-            muted=(lambda: False) if echo is not None else self.microphone_muted,
+            muted=self.microphone_muted if echo is None else (lambda: not echo.converged and self._voice_sounds()),
             on_pause=self._speculation.offer, echo=echo,
         )
         self.listener.start()
@@ -268,8 +273,12 @@ class Session:
     def microphone_muted(self) -> bool:
         """Half-duplex: while the settings ask for it, a live microphone is not heard while
         this session's voice sounds, and for a short tail after (it must not answer itself)."""
+        return self.settings.half_duplex and self._voice_sounds()
+
+    def _voice_sounds(self) -> bool:
+        """The voice sounds, or did a moment ago (the echo's tail)."""
         voice = self.voice
-        return voice is not None and self.settings.half_duplex and voice.sounding(HALF_DUPLEX_TAIL)
+        return voice is not None and voice.sounding(HALF_DUPLEX_TAIL)
 
     def stop_listening(self, timeout: float = 2.0) -> None:
         """Stop listening; its thread is joined within ``timeout`` (0: not waited for here,

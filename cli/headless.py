@@ -50,7 +50,6 @@ def run_headless(args: argparse.Namespace) -> int:
     from assistant.devices.camera import CameraSource, parse_source
     from assistant.devices.echo_room import EchoRoomMicrophone, RoomSpeaker, is_room_spec
     from assistant.devices.microphone import open_microphone
-    from assistant.devices.playback_tap import TappedSpeaker
     from assistant.devices.speaker import open_speaker
     from assistant.devices.timeline import Timeline
     from assistant.encoders.listener import ListenEvent
@@ -83,7 +82,7 @@ def run_headless(args: argparse.Namespace) -> int:
             warn(f"{exc} Replies are printed, not spoken.")
     if isinstance(mic, EchoRoomMicrophone):
         # The room hears what the app plays: --speaker (a WAV or a device), else only the room.
-        speaker = TappedSpeaker(speaker if speaker is not None else RoomSpeaker(), mic.tap)
+        speaker = speaker if speaker is not None else RoomSpeaker()  # the session taps it on mic.tap
 
     failed: list[str] = []  # turns and model loads
     speech_failed: list[str] = []  # the voice (reported by the speech thread, any time)
@@ -105,7 +104,8 @@ def run_headless(args: argparse.Namespace) -> int:
 
     store = open_store(args, paths)
     session = Session(settings, paths, show, speaker=speaker, speak=True if args.speaker else None, store=store,
-                      on_speech=lambda e: e.kind == "error" and speech_failed.append(e.text))
+                      on_speech=lambda e: e.kind == "error" and speech_failed.append(e.text),
+                      tap=mic.tap if isinstance(mic, EchoRoomMicrophone) else None)
     # A recording replayed turn by turn: the listener waits for each answer (nothing is dropped).
     utterances: queue.Queue = queue.Queue(maxsize=4)
     ended = threading.Event()

@@ -160,6 +160,11 @@ class EchoRoomMicrophone(Microphone):
         self._reset()
         self._running = True
 
+    @property
+    def timeline_position(self) -> float | None:
+        """The timeline second of the next sample (None before the first read)."""
+        return None if self._first is None else (self._first + self._count) / SAMPLE_RATE
+
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
         chunk = self.user.read(timeout)  # raises MicrophoneEnded at the end of the recording
         if chunk is None:
