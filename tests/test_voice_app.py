@@ -118,7 +118,8 @@ def test_hands_free_in_the_window_turns_each_utterance_into_a_turn(qtbot, tmp_pa
     assert len(replies) == 2 and all(m.state == "done" and m.text for m in replies)
     assert {ListenState.LISTENING, ListenState.HEARING} <= set(states)
     qtbot.waitUntil(lambda: not window.mic_panel.toggle.isChecked(), timeout=10_000)  # the recording ended
-    assert not listener.running and window.bridge.listener is None
+    assert window.bridge.listener is None
+    qtbot.waitUntil(lambda: not listener.running, timeout=10_000)  # its thread ends (the GUI does not wait on it)
     qtbot.waitUntil(lambda: "has ended" in window.mic_panel.state_label.text(), timeout=1_000)
 
 
