@@ -62,11 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LISTENING_MODES = {  # what the microphone panel says when listening starts
-    "echo cancellation": "Echo cancellation is on: speak any time, even over the reply, to interrupt it.",
-    "half-duplex": "Half-duplex: the microphone is off while replies are spoken (no echo cancellation).",
-    "open": "The microphone stays on while replies are spoken (headphones): speak to interrupt.",
-}
 CLOSE_POLL_MS = 100  # closing while a model still loads: how often to look whether it has ended
 
 _STATE_TEXT = {
@@ -321,7 +316,7 @@ class MainWindow(QMainWindow):
         if on:
             if self.bridge.listener is None:
                 self.bridge.start_listening()
-                self.mic_panel.show_notice(LISTENING_MODES.get(self.bridge.session.listening_mode, ""))
+                self.mic_panel.show_mode(self.bridge.session.listening_mode)
         else:
             self.bridge.stop_listening()
 

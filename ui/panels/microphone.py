@@ -58,6 +58,13 @@ def source_label(spec: str) -> str:
     return spec
 
 
+LISTENING_MODES = {  # what the panel says when listening starts
+    "echo cancellation": "Echo cancellation is on: speak any time, even over the reply, to interrupt it.",
+    "half-duplex": "Half-duplex: the microphone is off while replies are spoken (no echo cancellation).",
+    "open": "The microphone stays on while replies are spoken (headphones): speak to interrupt.",
+}
+
+
 class MicPanel(QWidget):
     mic_toggled = Signal(bool)  # the user turned the microphone on/off
     source_chosen = Signal(str)  # "" (default), a device index, or an audio file path
@@ -217,6 +224,10 @@ class MicPanel(QWidget):
             if self._shown_state is not None:
                 self.notice = ""  # a notice lasts until something happens
             self._shown_state = state
+
+    def show_mode(self, mode: str) -> None:
+        """Say how it listens while replies are spoken ("echo cancellation", "half-duplex", "open")."""
+        self.show_notice(LISTENING_MODES.get(mode, ""))
 
     def shutdown(self) -> None:
         self._timer.stop()
