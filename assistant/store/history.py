@@ -65,7 +65,7 @@ from assistant.store.records import (
     PreparedImage,
     prepare_image,
 )
-from assistant.store.salvage import SQLITE_MAGIC, salvage
+from assistant.store.salvage import SQLITE_MAGIC, set_aside_and_salvage
 from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -616,26 +616,6 @@ class HistoryStore:
 # -- opening, with recovery -------------------------------------------------------------------
 
 
-def _set_aside(db: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    backup = db.with_name(f"{db.name}.broken-{stamp}")
-    n = 1
-    while backup.exists():
-        n += 1
-        backup = db.with_name(f"{db.name}.broken-{stamp}-{n}")
-    try:
-        os.replace(db, backup)
-        for suffix in ("-wal", "-shm"):
-            side = db.with_name(db.name + suffix)
-            if side.exists():
-                os.replace(side, backup.with_name(backup.name + suffix))
-    except OSError as exc:
-        raise HistoryError(
-            f"The conversation history {db} is damaged and could not be moved aside: {describe_os_error(exc)}."
-        ) from None
-    return backup
-
-
 def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
     """Open (or create) ``data_dir/history.sqlite3`` with images in ``data_dir/images/``.
 
@@ -664,29 +644,10 @@ def open_history(data_dir: Path) -> tuple[HistoryStore, str | None]:
         store.close()
         problem = f"quick_check: {result}"
     log.warning("history: %s is damaged (%s); setting it aside", db, problem)
-    backup = _set_aside(db)
-    started = time.monotonic()
-    saved = salvage(backup, db, images)
-    log.info(
-        "history: salvaged %d conversation(s), %d message(s) from %s in %.1f s",
-        saved.conversations, saved.messages, backup.name, time.monotonic() - started,
-    )
+    warning = set_aside_and_salvage(db, images)
     store = HistoryStore(db, images)
     _recover_interrupted(store)
-    kept = f"The damaged file was kept aside as {backup.name} (in {data_dir})."
-    if saved.conversations == 0:
-        return store, (
-            f"The conversation history was damaged and nothing in it could be read. {kept} "
-            "A new, empty history was started."
-        )
-    return store, (
-        f"The conversation history was damaged. {_count(saved.conversations, 'conversation')} "
-        f"({_count(saved.messages, 'message')}) could be saved; anything else in it is lost. {kept}"
-    )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+    return store, warning
 
 
 def _recover_interrupted(store: HistoryStore) -> None:

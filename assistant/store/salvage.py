@@ -1,4 +1,4 @@
-"""Salvage: copy what can still be read of a damaged history into a new database.
+"""Salvage: set a damaged history aside and copy what can still be read of it into a new database.
 
 Python's ``sqlite3`` module does not offer SQLite's recovery extension, so this
 reads each table in key order and, where a page cannot be read, seeks past the
@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.store.records import ROLES, STATUSES
+from assistant.errors import HistoryError
+from assistant.store.records import ROLES, STATUSES, describe_os_error
 from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -289,3 +292,48 @@ def _copy_rows(source: sqlite3.Connection, target: Path, images_dir: Path) -> Sa
     finally:
         conn.close()
     return Salvaged(len(conversations), len(messages))
+
+
+# -- setting a damaged file aside, and saying what was saved ----------------------------------
+
+
+def set_aside_and_salvage(db: Path, images_dir: Path) -> str:
+    """Move the damaged ``db`` (with its -wal/-shm) aside as ``<name>.broken-<time>``, copy
+    what can be read of it into a new ``db``, and return the sentence that tells the user."""
+    backup = _set_aside(db)
+    started = time.monotonic()
+    saved = salvage(backup, db, images_dir)
+    log.info(
+        "history: salvaged %d conversation(s), %d message(s) from %s in %.1f s",
+        saved.conversations, saved.messages, backup.name, time.monotonic() - started,
+    )
+    kept = f"The damaged file was kept aside as {backup.name} (in {db.parent})."
+    if saved.conversations == 0:
+        return (f"The conversation history was damaged and nothing in it could be read. {kept} "
+                "A new, empty history was started.")
+    return (f"The conversation history was damaged. {_count(saved.conversations, 'conversation')} "
+            f"({_count(saved.messages, 'message')}) could be saved; anything else in it is lost. {kept}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _set_aside(db: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = db.with_name(f"{db.name}.broken-{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = db.with_name(f"{db.name}.broken-{stamp}-{n}")
+    try:
+        os.replace(db, backup)
+        for suffix in ("-wal", "-shm"):
+            side = db.with_name(db.name + suffix)
+            if side.exists():
+                os.replace(side, backup.with_name(backup.name + suffix))
+    except OSError as exc:
+        raise HistoryError(
+            f"The conversation history {db} is damaged and could not be moved aside: {describe_os_error(exc)}."
+        ) from None
+    return backup
