@@ -172,3 +172,29 @@ def test_hands_free_utterances_never_pile_up(paths, tiny_whisper):
         assert session.offer_utterance(104) is False  # 103 started: it no longer waits
     finally:
         session.close()
+
+
+def test_listening_through_the_session_answers_with_the_speculative_transcript(paths, tmp_path, real_whisper):
+    """What every front end does: utterances heard by ``Session.listen`` are answered with the
+    transcript recognized during their pause (no second recognition), and the text is the same."""
+    from assistant.devices.microphone import AudioFileMicrophone
+    from assistant.events import Transcribed
+    from tests.speech import make_conversation
+
+    sentences = ["Please describe what you see on my desk.", "What is the weather like today?"]
+    conversation = make_conversation(tmp_path / "talk.wav", sentences)
+    events = []
+    session = Session(Settings(model="scripted", asr_model=str(real_whisper), hands_free=True), paths,
+                      events.append, backend_factory=scripted_factory("An answer."))
+    try:
+        assert session.load() and session.load_recognizer()
+        heard = []
+        listener = session.listen(AudioFileMicrophone(conversation.path, realtime=False), heard.append, lambda e: None)
+        assert listener.wait_ended(60)
+        for utterance in heard:
+            session.answer_utterance(utterance.samples)
+        assert session._speculation is not None and session._speculation.used == len(sentences) == len(heard)
+        said = [e.text for e in events if isinstance(e, Transcribed)]
+        assert said == [session.engine.recognizer.transcribe(u.samples).text for u in heard]
+    finally:
+        session.close()

@@ -433,13 +433,7 @@ def test_speculative_recognition_gives_the_same_transcript_sooner(tmp_path, tiny
     from assistant.encoders.speculation import SpeculativeTranscriber
 
     conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:2])
-    calls = []
-
-    def transcribe(samples):
-        calls.append(len(samples))
-        return tiny_en.transcribe(samples)
-
-    speculation = SpeculativeTranscriber(transcribe)
+    speculation = SpeculativeTranscriber(tiny_en.transcribe)
     utterances = []
     listener = VoiceIn(AudioFileMicrophone(conversation.path, realtime=False), utterances.append, hands_free=True,
                        on_pause=speculation.offer)

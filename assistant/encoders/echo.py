@@ -93,13 +93,6 @@ class EchoCanceller:
         """Whether it has heard enough of the assistant's voice to take it out reliably."""
         return self.reference_seconds >= CONVERGENCE_SECONDS
 
-    def restart(self) -> None:
-        """The microphone started again (its timeline position is 0 again)."""
-        self._aec.reset()
-        self._heard = None
-        self._near = self._far = np.zeros(0, np.int16)
-        self._out = np.zeros(FRAME, np.int16)
-
 
 def make_echo_canceller(tap: PlaybackTap | None, where: Callable[[], float | None] | None = None
                         ) -> EchoCanceller | None:

@@ -49,8 +49,7 @@ class SpeculativeTranscriber:
         self._running: bytes | None = None
         self._results: OrderedDict[bytes, Transcript] = OrderedDict()
         self._closed = False
-        self.started = 0  # speculations run (benchmarks and tests read these)
-        self.used = 0
+        self.used = 0  # transcripts handed out (tests read it)
         self._thread = threading.Thread(target=self._run, name="asr-speculation", daemon=True)
         self._thread.start()
 
@@ -94,7 +93,6 @@ class SpeculativeTranscriber:
             transcript = None
             try:
                 transcript = self._transcribe(samples)
-                self.started += transcript is not None
             except Exception:  # noqa: BLE001 - a speculation that fails is redone (and reported) for real
                 log.debug("speculative recognition failed", exc_info=True)
             with self._lock:
