@@ -322,9 +322,8 @@ class Engine:
         try:
             if transcript is None:
                 self._status(State.TRANSCRIBING, "Transcribing…")
-                with self._recognizer_lock:
-                    assert self.recognizer is not None
-                    transcript = self.recognizer.transcribe(samples)
+                transcript = self.transcribe_if_ready(samples)  # loaded above, in this thread
+                assert transcript is not None
         except AssistantError as exc:
             self._emit(ErrorEvent(str(exc), ErrorKind.SPEECH, turn_id))
             self._status(after, str(exc))

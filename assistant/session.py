@@ -264,9 +264,9 @@ class Session:
         return self.voice is not None and self.voice.sounding(0.0)
 
     def barge_in(self) -> None:
-        """The user spoke over the assistant (heard through echo cancellation): the voice
-        stops at once, and so does the reply being written (kept, marked stopped); what
-        they say is answered next."""
+        """The user spoke over the assistant while it spoke or was still writing (heard through
+        echo cancellation, or with headphones): the voice stops at once, and so does the reply
+        being written (kept, marked stopped); what they say is answered next."""
         log.info("barge-in: stopping the voice and the reply")
         self.stop()
 

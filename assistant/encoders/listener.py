@@ -228,7 +228,6 @@ class VoiceIn:
                     continue
                 for utterance in segmenter.feed(chunk):
                     self._hand_off(utterance)
-                    said_speech = False
                 if not segmenter.in_speech:
                     said_speech = False
                 elif not said_speech and segmenter.speech_seconds >= self.barge_in_after:
