@@ -43,6 +43,8 @@ IMAGE_DETAILS = ("auto", "low", "high")  # the OpenAI API's convention: one tile
 # The settings the loaded model depends on: changing one of them reloads it.
 MODEL_FIELDS = ("model", "device", "dtype", "quantization")
 BACKENDS = ("local", "openai")  # in-process transformers, or an OpenAI-compatible server
+# wake words that pymicro-wakeword ships (its Model enum); the names are its model ids
+WAKE_WORDS = ("hey_jarvis", "okay_nabu", "hey_mycroft", "alexa")
 DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default; Ollama: http://localhost:11434/v1
 
 
@@ -79,6 +81,8 @@ class Settings:
     vad_threshold: float = 0.5  # speech probability that starts an utterance
     vad_min_silence: float = 0.5  # seconds of silence that end an utterance
     max_utterance: float = 30.0  # seconds; longer speech is split, not lost
+    wake_word: str = ""  # hands-free answers only after this wake word ("hey_jarvis", …); "" = off
+    wake_follow_up: float = 5.0  # seconds after a reply that listen without the wake word; 0 = never
     backend: str = "local"  # "local" (transformers in this process) or "openai" (a server)
     base_url: str = DEFAULT_BASE_URL  # the server's OpenAI-compatible API root, with /v1
     remote_model: str = ""  # the model name the server serves; "" = its only model
@@ -133,6 +137,16 @@ class Settings:
             raise SettingsError("vad_min_silence must be between 0.1 and 5 seconds")
         if not isinstance(self.max_utterance, (int, float)) or not 2 <= self.max_utterance <= 120:
             raise SettingsError("max_utterance must be between 2 and 120 seconds")
+        if self.wake_word not in ("", *WAKE_WORDS):
+            raise SettingsError(
+                f"wake_word must be one of {', '.join(WAKE_WORDS)} (or empty for off), not {self.wake_word!r}"
+            )
+        if (
+            isinstance(self.wake_follow_up, bool)
+            or not isinstance(self.wake_follow_up, (int, float))
+            or not 0 <= self.wake_follow_up <= 60
+        ):
+            raise SettingsError("wake_follow_up must be between 0 and 60 seconds")
         if self.backend not in BACKENDS:
             raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if not isinstance(self.base_url, str) or not re.match(r"^https?://[^/\s]+", self.base_url.strip()):
