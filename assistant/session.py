@@ -228,9 +228,12 @@ class Session:
         on_utterance: Callable[[Utterance], None],
         on_event: Callable[[ListenEvent], None],
         hands_free: bool | None = None,
+        turn_by_turn: bool = False,
     ) -> VoiceIn:
         """Listen to ``mic`` in a thread of its own (any listening before stops), muted
-        while the voice sounds (``microphone_muted``)."""
+        while the voice sounds (``microphone_muted``).  With a wake word in the settings,
+        hands-free answers only what follows it; ``turn_by_turn`` (a recording that waits
+        for each answer) counts its follow-up window in the recording's time."""
         from assistant.encoders.listener import VoiceIn
         from assistant.encoders.vad import VadConfig
 
@@ -246,8 +249,16 @@ class Session:
         self.listening_mode = ("echo cancellation" if echo is not None
                                else "half-duplex" if settings.half_duplex and self.voice is not None else "open")
 
+        wake_factory = None
+        if settings.wake_word:
+            from assistant.encoders.wake_word import WakeGate, WakeWordDetector
+
+            def wake_factory() -> WakeGate:  # in the listening thread
+                replying = None if turn_by_turn else (lambda: self.busy or self._voice_sounds())
+                return WakeGate(WakeWordDetector(settings.wake_word), settings.wake_follow_up, replying)
+
         def on_listen_event(event: ListenEvent) -> None:
-            if event.kind == "speech" and (self.busy or self.voice_sounding()):
+            if event.kind in ("speech", "wake") and (self.busy or self.voice_sounding()):
                 self.barge_in()  # (half-duplex: the microphone is deaf while the voice sounds)
             on_event(event)
 
@@ -255,7 +266,7 @@ class Session:
             mic, on_utterance, on_listen_event, VadConfig.from_settings(settings),
             hands_free=settings.hands_free if hands_free is None else hands_free,
             muted=self.microphone_muted if echo is None else (lambda: not echo.converged and self._voice_sounds()),
-            on_pause=self._speculation.offer, echo=echo,
+            on_pause=self._speculation.offer, echo=echo, wake_factory=wake_factory,
         )
         self.listener.start()
         return self.listener

@@ -139,6 +139,10 @@ def run_headless(args: argparse.Namespace) -> int:
     def on_listen(event: ListenEvent) -> None:
         if event.kind == "error":
             listen_failed.append(event.text)
+        elif event.kind == "ignored":
+            print(f"(not answered: {event.text})", file=sys.stderr, flush=True)
+        elif event.kind == "wake":
+            print(f"(heard '{event.text}')", file=sys.stderr, flush=True)
 
     camera = buffer = None
     code = EXIT_OK
@@ -153,7 +157,11 @@ def run_headless(args: argparse.Namespace) -> int:
             camera.start()
         if device:
             print(f"Listening on {mic.name} — speak; Ctrl+C ends.", file=sys.stderr, flush=True)
-        listener = session.listen(mic, on_utterance, on_listen, hands_free=True)
+        if settings.wake_word:
+            from assistant.encoders.wake_word import wake_phrase
+
+            print(f"Answering only what follows '{wake_phrase(settings.wake_word)}'.", file=sys.stderr, flush=True)
+        listener = session.listen(mic, on_utterance, on_listen, hands_free=True, turn_by_turn=turn_by_turn)
         while turn_by_turn:
             try:
                 utterance = utterances.get(timeout=0.1)
@@ -183,6 +191,8 @@ def run_headless(args: argparse.Namespace) -> int:
         session.wait_spoken()  # the last reply is heard before the end
         if listen_failed:
             code = fail(listen_failed[-1])
+        elif listener.utterances == 0 and listener.ignored:
+            warn(f"the wake word was not heard in {mic.name}: {listener.ignored} utterance(s) were not answered.")
         elif listener.utterances == 0:
             warn(f"no speech was heard in {mic.name}.")
         elif failed or speech_failed:

@@ -11,7 +11,17 @@ import os
 import warnings
 from pathlib import Path
 
-from assistant.settings import APP_TITLE, BACKENDS, DEVICES, DTYPES, IMAGE_DETAILS, QUANTIZATIONS, AppPaths, Settings
+from assistant.settings import (
+    APP_TITLE,
+    BACKENDS,
+    DEVICES,
+    DTYPES,
+    IMAGE_DETAILS,
+    QUANTIZATIONS,
+    WAKE_WORDS,
+    AppPaths,
+    Settings,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -68,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of it is second t of the --mic recording")
     p.add_argument("--asr-model", metavar="HUB_ID_OR_DIR",
                    help="Whisper speech model: hub id or folder, transformers or CTranslate2 (faster-whisper)")
+    p.add_argument("--wake-word", metavar="NAME",
+                   help="hands-free answers only what is said after this wake word: hey_jarvis (suggested), "
+                        "okay_nabu, hey_mycroft or alexa; 'off' answers everything (default: the saved setting)")
     p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
     p.add_argument("--export-chat", metavar="last|ID", help="print a saved conversation to stdout and exit")
     p.add_argument("--format", choices=("json", "md"), default="md", help="format for --export-chat (default: md)")
@@ -97,6 +110,7 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         camera=args.camera,
         mic=args.mic,
         asr_model=args.asr_model,
+        wake_word=None if args.wake_word is None else "" if args.wake_word == "off" else args.wake_word,
         # A server address or name alone means "use the server".
         backend=args.backend or ("openai" if args.base_url or args.remote_model else None),
         base_url=args.base_url,
@@ -133,6 +147,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--timings goes with --chat."
     if args.realtime and not args.headless:
         return "--realtime goes with --headless (the window always plays a --mic recording at its own pace)."
+    if args.wake_word is not None and args.wake_word != "off" and args.wake_word not in WAKE_WORDS:
+        return f"--wake-word takes one of {', '.join(WAKE_WORDS)}, or off; not {args.wake_word!r}."
     if args.camera is not None:
         from assistant.devices.camera import parse_source
 

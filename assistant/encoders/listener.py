@@ -13,6 +13,9 @@ assistant is speaking, plus a tail) a live microphone's input is dropped and
 the VAD is reset, so the assistant never answers its own voice.  Push-to-talk
 is a deliberate barge-in and is never muted.
 
+With a wake word (``wake``, a ``WakeGate``), hands-free answers only what is said
+after it, and in the follow-up window after a reply; push-to-talk needs none.
+
 No Qt here: the window polls ``level`` and ``state`` and drains events.
 """
 
@@ -33,6 +36,7 @@ from assistant.devices.audio import AudioDeviceError
 from assistant.devices.microphone import SAMPLE_RATE, Microphone, MicrophoneEnded, level_dbfs
 from assistant.encoders.echo import EchoCanceller
 from assistant.encoders.vad import CHUNK_SECONDS, Segmenter, SileroVad, Utterance, VadConfig, contains_speech
+from assistant.encoders.wake_word import WakeGate
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class ListenState(enum.Enum):
     STARTING = "starting"
     IDLE = "idle"  # open, but neither hands-free nor push-to-talk
     LISTENING = "listening"  # hands-free, waiting for speech
+    WAITING_FOR_WAKE_WORD = "waiting for the wake word"  # hands-free with a wake word, not yet said
     HEARING = "hearing speech"
     RECORDING = "recording"  # push-to-talk held
     MUTED = "muted while the assistant speaks"
@@ -57,7 +62,9 @@ class ListenEvent:
     """``kind``: state (``state`` changed), utterance (one was handed off), dropped (push-to-talk
     without speech), lost (a live microphone failed: reopening it), reconnected, error (``text``
     says what; listening stopped), ended (a recording reached its end), speech (hands-free speech
-    has gone on long enough to be someone talking: a barge-in, when the assistant is speaking)."""
+    has gone on long enough to be someone talking: a barge-in, when the assistant is speaking),
+    wake (the wake word was heard: ``text`` is its phrase; a barge-in too), ignored (hands-free
+    speech without the wake word was not answered)."""
 
     kind: str
     state: ListenState = ListenState.OFF
@@ -80,12 +87,15 @@ class VoiceIn:
         on_pause: Callable[[np.ndarray], None] | None = None,
         echo: EchoCanceller | None = None,
         barge_in_after: float = BARGE_IN_SECONDS,
+        wake_factory: Callable[[], WakeGate] | None = None,
     ) -> None:
         """``on_pause`` gets, once a pause in hands-free speech has lasted the end pad, the
         samples its utterance will have if the pause ends it (for speculative recognition).
         ``echo`` takes the assistant's voice out of each chunk before anything hears it.
         A ``speech`` event says when hands-free speech has gone on for ``barge_in_after``
-        seconds (long enough not to be a click or what is left of the echo)."""
+        seconds (long enough not to be a click or what is left of the echo).  ``wake_factory``
+        makes the wake-word gate in the listening thread (loading it can fail: that is said
+        as an error event, as for the microphone)."""
         self.mic = mic
         self._on_pause = on_pause
         self._echo = echo
@@ -96,6 +106,8 @@ class VoiceIn:
         self._hands_free = hands_free
         self._muted = muted
         self._vad_factory = vad_factory
+        self._wake_factory = wake_factory
+        self.wake: WakeGate | None = None
         self.max_push_seconds = max_push_seconds
         self.retry_delays = retry_delays  # first and longest wait between tries to reopen a lost microphone
         self.level = -100.0  # dBFS of the newest chunk (the meter reads it)
@@ -107,7 +119,8 @@ class VoiceIn:
         self._ptt_changed = threading.Event()
         self._lock = threading.Lock()
         self.utterances = 0
-        self.dropped = 0
+        self.dropped = 0  # push-to-talk presses without speech
+        self.ignored = 0  # hands-free utterances without the wake word
 
     # -- control (any thread) ---------------------------------------------------------
 
@@ -166,12 +179,16 @@ class VoiceIn:
             self._on_event(ListenEvent("state", state, text, time.monotonic()))
 
     def _idle_state(self) -> ListenState:
-        return ListenState.LISTENING if self._hands_free else ListenState.IDLE
+        if not self._hands_free:
+            return ListenState.IDLE
+        wake = self.wake
+        return ListenState.WAITING_FOR_WAKE_WORD if wake is not None and not wake.listening else ListenState.LISTENING
 
     def _run(self) -> None:
         try:
             vad = self._vad_factory()
             segmenter = Segmenter(vad, self.config)
+            self.wake = self._wake_factory() if self._wake_factory is not None else None
             self.mic.start()
         except AssistantError as exc:
             self._fail(str(exc))
@@ -216,6 +233,8 @@ class VoiceIn:
                         segmenter.reset()  # what it heard so far was (or overlaps) our own voice
                         was_muted = True
                     self.probability = 0.0
+                    if self.wake is not None:
+                        self.wake.deaf(segmenter.time)
                     self._set_state(ListenState.MUTED)
                     continue
                 if was_muted:
@@ -226,25 +245,32 @@ class VoiceIn:
                         segmenter.reset()
                         self._set_state(ListenState.IDLE)
                     continue
-                for utterance in segmenter.feed(chunk):
-                    self._hand_off(utterance)
+                utterances = segmenter.feed(chunk)
+                wake = self.wake
+                if wake is not None and wake.hear(chunk, segmenter.time):
+                    self._on_event(ListenEvent("wake", self.state, wake.phrase, time.monotonic()))
+                for utterance in utterances:
+                    self._offer(utterance)
+                addressed = wake is None or wake.listening
                 if not segmenter.in_speech:
                     said_speech = False
-                elif not said_speech and segmenter.speech_seconds >= self.barge_in_after:
+                elif not said_speech and addressed and segmenter.speech_seconds >= self.barge_in_after:
                     said_speech = True
                     self._on_event(ListenEvent("speech", ListenState.HEARING, "", time.monotonic()))
                 pause = segmenter.take_pause()
+                if pause is not None and wake is not None:
+                    pause = wake.trim_pause(pause, segmenter.origin)
                 if pause is not None and self._on_pause is not None:
                     self._on_pause(pause)
                 self.probability = segmenter.probability
-                self._set_state(ListenState.HEARING if segmenter.in_speech else ListenState.LISTENING)
+                self._set_state(ListenState.HEARING if segmenter.in_speech and addressed else self._idle_state())
         except MicrophoneEnded:
             if recording:
                 self._finish_push(recording, vad)
             elif self._hands_free:
                 last = segmenter.flush()
                 if last is not None:
-                    self._hand_off(last)
+                    self._offer(last)
             self._set_state(ListenState.ENDED)
             self._on_event(ListenEvent("ended", ListenState.ENDED, self.mic.name, time.monotonic()))
         except AssistantError as exc:
@@ -257,6 +283,8 @@ class VoiceIn:
         finally:
             self.level = -100.0
             self.mic.stop()
+            if self.wake is not None:
+                self.wake.detector.close()
 
     def _read(self, segmenter: Segmenter) -> np.ndarray | None:
         """The next chunk; a live microphone that fails is reopened (None meanwhile)."""
@@ -294,6 +322,20 @@ class VoiceIn:
         self.level = -100.0
         self._set_state(ListenState.ERROR, message)
         self._on_event(ListenEvent("error", ListenState.ERROR, message, time.monotonic()))
+
+    def _offer(self, utterance: Utterance) -> None:
+        """A hands-free utterance: handed off, unless a wake word is needed and was not said."""
+        wake = self.wake
+        if wake is not None:
+            question = wake.admit(utterance)
+            if question is None:
+                if not wake.listening:  # (the wake word alone: the question comes next)
+                    self.ignored += 1
+                    self._on_event(ListenEvent("ignored", self.state, f"{utterance.seconds:.1f} s without "
+                                               f"'{wake.phrase}'", time.monotonic()))
+                return
+            utterance = question
+        self._hand_off(utterance)
 
     def _hand_off(self, utterance: Utterance) -> None:
         self.utterances += 1

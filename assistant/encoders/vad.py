@@ -67,6 +67,7 @@ class Utterance:
     decided: float  # stream time the end was decided (``end`` + silence heard)
     split: bool = False  # cut at max_utterance: the speaker went on
     peak_probability: float = 1.0
+    origin: float = 0.0  # stream time of ``samples[0]`` (the start of the pre-roll)
 
     @property
     def seconds(self) -> float:
@@ -120,6 +121,7 @@ class Segmenter:
         self._probs: list[float] = []
         self._speaking = False
         self._start = 0.0
+        self._origin = 0.0  # stream time of the first sample of the utterance in progress
         self._silent_run = 0  # consecutive chunks below stop_threshold
         self._pause: np.ndarray | None = None  # the utterance-to-be of the pause in progress, not yet taken
         self.probability = 0.0
@@ -127,6 +129,11 @@ class Segmenter:
     @property
     def time(self) -> float:
         return self._chunks_fed * CHUNK_SECONDS
+
+    @property
+    def origin(self) -> float:
+        """Stream time of the first sample of the utterance in progress (and of its pause)."""
+        return self._origin
 
     @property
     def in_speech(self) -> bool:
@@ -147,6 +154,7 @@ class Segmenter:
             if p >= config.start_threshold:
                 self._speaking = True
                 self._start = now - CHUNK_SECONDS
+                self._origin = self._start - len(self._pre) * CHUNK_SECONDS
                 self._chunks = list(self._pre) + [chunk]
                 self._probs = [0.0] * len(self._pre) + [p]
                 self._pre.clear()
@@ -211,7 +219,7 @@ class Segmenter:
         if speech_seconds < config.min_speech:
             log.debug("VAD: dropped a %.2f s burst", speech_seconds)
             return None
-        return Utterance(samples, self._start, end, now, peak_probability=peak)
+        return Utterance(samples, self._start, end, now, peak_probability=peak, origin=self._origin)
 
     def _split(self, now: float) -> Utterance:
         """Cut a too-long utterance at its quietest chunk of the last 1.5 s; go on from there."""
@@ -221,10 +229,12 @@ class Segmenter:
         cut = max(1, min(cut, len(self._chunks)))
         samples = np.concatenate(self._chunks[:cut])
         end = now - (len(self._chunks) - cut) * CHUNK_SECONDS
-        utterance = Utterance(samples, self._start, end, now, split=True, peak_probability=max(self._probs[:cut]))
+        utterance = Utterance(samples, self._start, end, now, split=True, peak_probability=max(self._probs[:cut]),
+                              origin=self._origin)
         self._chunks, self._probs = self._chunks[cut:], self._probs[cut:]
         self._pause = None
         self._start = end
+        self._origin += cut * CHUNK_SECONDS
         return utterance
 
 

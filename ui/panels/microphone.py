@@ -4,6 +4,10 @@ The device selector lists the default input, the sound inputs, recordings chosen
 as microphones, "WAV file…" and "Simulated echo room…" (``room:PATH``: a recording
 of the user plus the assistant's own voice as a room sends it back).
 
+With a wake word chosen, hands-free answers only what follows it: the panel says
+"Say 'Hey Jarvis'", flashes when it hears it, and counts down the follow-up window
+after a reply (in which the next question needs no wake word).
+
 The listening thread lives in the engine (``VoiceIn``, owned by the session).
 This panel only pulls its newest level and state on a display-rate timer: no
 Qt call crosses threads.
@@ -11,7 +15,9 @@ Qt call crosses threads.
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Callable
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
@@ -28,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from assistant.devices.echo_room import is_room_spec
 from assistant.encoders.listener import ListenState
+from assistant.encoders.wake_word import SUGGESTED_WAKE_WORD, WAKE_PHRASES, WakeGate, WakeState
 
 METER_FLOOR_DB = -60  # the meter's left end
 
@@ -36,6 +43,7 @@ _STATE_TEXT = {
     ListenState.STARTING: "Opening the microphone…",
     ListenState.IDLE: "Hold Space or Talk to speak",
     ListenState.LISTENING: "Listening…",
+    ListenState.WAITING_FOR_WAKE_WORD: "Waiting for the wake word",
     ListenState.HEARING: "Hearing speech…",
     ListenState.RECORDING: "Recording — release to send",
     ListenState.MUTED: "Muted while the assistant speaks",
@@ -49,6 +57,10 @@ FILE_ITEM = "WAV file…"
 ROOM_ITEM = "Simulated echo room…"
 ROOM_CHOICE = "room:"  # the item's data: pick the user's recording, then the spec is room:PATH
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)"
+
+
+NO_WAKE_WORD = "No wake word"
+WAKE_FLASH_MS = 1200  # how long the state line lights up when the wake word is heard
 
 
 def source_label(spec: str) -> str:
@@ -70,12 +82,16 @@ class MicPanel(QWidget):
     source_chosen = Signal(str)  # "" (default), a device index, or an audio file path
     hands_free_toggled = Signal(bool)
     talk_pressed = Signal(bool)  # push-to-talk button down/up
+    wake_word_chosen = Signal(str)  # a model id of WAKE_PHRASES, or "" (none)
 
-    def __init__(self, source: str = "", hands_free: bool = False, parent: QWidget | None = None) -> None:
+    def __init__(self, source: str = "", hands_free: bool = False, wake_word: str = "",
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("micPanel")
         self._state_source = lambda: ListenState.OFF
         self._level_source = lambda: METER_FLOOR_DB
+        self._wake_source: Callable[[], WakeGate | None] = lambda: None
+        self._flashing = False
         self.transcribing = False
         self.notice = ""  # a short message shown until the state changes (e.g. "no speech heard")
         self._shown_state: ListenState | None = None
@@ -123,8 +139,20 @@ class MicPanel(QWidget):
         self.hands_free.setToolTip("Listen all the time: each thing you say is sent when you pause")
         self.hands_free.setChecked(hands_free)
         self.hands_free.toggled.connect(self.hands_free_toggled)
+        self.wake_word = QComboBox()
+        self.wake_word.setObjectName("wakeWord")
+        self.wake_word.setAccessibleName("Wake word")
+        self.wake_word.setToolTip("Hands-free answers only what you say after the wake word "
+                                  "(and, for a few seconds after a reply, follow-up questions)")
+        self.wake_word.addItem(NO_WAKE_WORD, "")
+        for name, phrase in WAKE_PHRASES.items():
+            suggested = " (suggested)" if name == SUGGESTED_WAKE_WORD else ""
+            self.wake_word.addItem(f"“{phrase}”{suggested}", name)
+        self.set_wake_word(wake_word)
+        self.wake_word.activated.connect(lambda i: self.wake_word_chosen.emit(self.wake_word.itemData(i)))
         row.addWidget(self.talk)
-        row.addWidget(self.hands_free, 1)
+        row.addWidget(self.hands_free)
+        row.addWidget(self.wake_word, 1)
         column.addLayout(row)
         self.state_label = QLabel(_STATE_TEXT[ListenState.OFF])
         self.state_label.setObjectName("micState")
@@ -142,9 +170,24 @@ class MicPanel(QWidget):
 
     # -- wiring ---------------------------------------------------------------------
 
-    def follow(self, state_source, level_source) -> None:
-        """Where the panel reads the listener's newest state and level (polled)."""
-        self._state_source, self._level_source = state_source, level_source
+    def follow(self, state_source, level_source, wake_source=lambda: None) -> None:
+        """Where the panel reads the listener's newest state, level and wake-word gate (polled)."""
+        self._state_source, self._level_source, self._wake_source = state_source, level_source, wake_source
+
+    def set_wake_word(self, name: str) -> None:
+        """Show ``name`` (a model id, or "" for none) as chosen, without asking for it again."""
+        self.wake_word.setCurrentIndex(max(0, self.wake_word.findData(name)))
+
+    def flash_wake(self) -> None:
+        """The wake word was heard: light the state line up for a moment."""
+        self._flashing = True
+        self._shown_state = None
+        QTimer.singleShot(WAKE_FLASH_MS, self._end_flash)
+        self.refresh()
+
+    def _end_flash(self) -> None:
+        self._flashing = False
+        self.refresh()
 
     def _list_devices(self) -> None:
         from assistant.devices.microphone import list_input_devices
@@ -214,16 +257,33 @@ class MicPanel(QWidget):
         elif self.notice:
             text = self.notice
         else:
-            text = _STATE_TEXT[state]
-        if text != self.state_label.text():
+            text = self._wake_text(state) or _STATE_TEXT[state]
+        look = "woken" if self._flashing else state.name.lower()
+        if text != self.state_label.text() or look != self.state_label.property("listen"):
             self.state_label.setText(text)
-            self.state_label.setProperty("listen", state.name.lower())
+            self.state_label.setProperty("listen", look)
             self.state_label.style().unpolish(self.state_label)
             self.state_label.style().polish(self.state_label)
         if state is not self._shown_state:
             if self._shown_state is not None:
                 self.notice = ""  # a notice lasts until something happens
             self._shown_state = state
+
+    def _wake_text(self, state: ListenState) -> str:
+        """What hands-free with a wake word is doing, or "" without one."""
+        gate: WakeGate | None = self._wake_source()
+        if gate is None:
+            return ""
+        if state is ListenState.WAITING_FOR_WAKE_WORD:
+            return f"Say “{gate.phrase}” to ask something"
+        if state is not ListenState.LISTENING:
+            return ""
+        wake = gate.state
+        if wake is WakeState.AWAKE:
+            return "Listening — ask your question"
+        if wake is WakeState.FOLLOW_UP:
+            return f"Listening for a follow-up, no wake word needed — {math.ceil(gate.seconds_left)} s"
+        return ""
 
     def show_mode(self, mode: str) -> None:
         """Say how it listens while replies are spoken ("echo cancellation", "half-duplex", "open")."""

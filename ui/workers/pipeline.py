@@ -272,7 +272,8 @@ class SessionBridge(QObject):
         old = self.session.settings  # the latest requested (the worker applies them in order)
         self.session.follow_settings(settings)
         if self.session.listener is not None:
-            listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance", "echo_cancellation", "half_duplex")
+            listening = ("mic", "vad_threshold", "vad_min_silence", "max_utterance", "echo_cancellation", "half_duplex",
+                         "wake_word", "wake_follow_up")
             if any(getattr(settings, k) != getattr(old, k) for k in listening):
                 self.start_listening()  # the new microphone or detector settings
             elif settings.hands_free != old.hands_free:
