@@ -62,3 +62,9 @@ fi
 # 5. The app and its Python packages.
 say "Installing the app's Python packages"
 "$py" -m pip install --quiet -e ".$extras"
+
+# 6. The wake word ("Hey Jarvis"), where its package has a build for this system.
+if ! "$py" -c "import pymicro_wakeword" >/dev/null 2>&1; then
+  "$py" -m pip install --quiet "pymicro-wakeword>=2.5,<3" 2>/dev/null \
+    || say "No wake-word package for this system (it needs Linux with glibc 2.35+ or Windows): everything but the wake word works"
+fi

@@ -316,3 +316,69 @@ def test_headless_answers_only_the_questions_said_to_it(tmp_path, data_dir, tiny
 def test_a_wake_word_the_app_does_not_have_is_a_usage_error(data_dir):
     done = run("--headless", "--wake-word", "hey_siri", "--data-dir", data_dir)
     assert done.returncode == 2 and "--wake-word takes one of hey_jarvis" in done.stderr
+
+
+# -- the window -------------------------------------------------------------------------------
+
+
+def test_the_window_answers_only_what_follows_the_wake_word(qtbot, tmp_path, main_window, tiny_models, real_whisper):
+    from assistant.settings import Settings
+    from ui.panels.microphone import NO_WAKE_WORD
+
+    talk = lay_out(tmp_path / "talk.wav", [(0.3, "the_weather_is_nice_today"), (1.0, "hey_jarvis_tell_me_a_joke")],
+                   tail=2.0)
+    window = main_window(Settings(model=str(tiny_models["idefics3"]), device="cpu", max_new_tokens=6,
+                                  asr_model=str(real_whisper), mic=str(talk.path), wake_word="hey_jarvis"),
+                         persist_settings=False)
+    panel = window.mic_panel
+    assert panel.wake_word.currentData() == "hey_jarvis" and panel.wake_word.accessibleName() == "Wake word"
+    seen_texts, looks, kinds = set(), set(), []
+    window.bridge.listen_event.connect(lambda e: kinds.append(e.kind))
+
+    def watch() -> None:
+        seen_texts.add(panel.state_label.text())
+        looks.add(panel.state_label.property("listen"))
+
+    panel._timer.timeout.connect(watch)
+    panel.hands_free.click()
+    qtbot.waitUntil(lambda: "Say “Hey Jarvis” to ask something" in seen_texts, timeout=20_000)
+    qtbot.waitUntil(lambda: any(m.role == "assistant" and m.state == "done" for m in window.chat.messages),
+                    timeout=60_000)
+    said = [m.text for m in window.chat.messages if m.role == "user"]
+    assert len(said) == 1 and "joke" in said[0].lower() and "jarvis" not in said[0].lower(), said
+    assert "woken" in looks  # the state line lit up when it heard the wake word
+    assert kinds.count("ignored") == 1 and kinds.count("wake") == 1, kinds
+    # Choosing "No wake word" in the panel takes effect at once: listening starts again without it.
+    listener = window.bridge.listener
+    panel.wake_word.setCurrentIndex(panel.wake_word.findText(NO_WAKE_WORD))
+    panel.wake_word.activated.emit(panel.wake_word.currentIndex())
+    assert window.settings.wake_word == ""
+    if listener is not None:
+        qtbot.waitUntil(lambda: window.bridge.listener is not listener, timeout=5_000)
+
+
+def test_the_panel_counts_the_follow_up_window_down(qtbot):
+    from assistant.encoders.listener import ListenState
+    from ui.panels.microphone import MicPanel
+
+    detector = FiresAt(1.6)
+    gate = WakeGate(detector, follow_up=5.0, replying=lambda: False)
+    panel = MicPanel(wake_word="hey_jarvis")
+    qtbot.addWidget(panel)
+    state = [ListenState.WAITING_FOR_WAKE_WORD]
+    panel.follow(lambda: state[0], lambda: -30.0, lambda: gate)
+    panel.refresh()
+    assert panel.state_label.text() == "Say “Hey Test” to ask something"
+    hear_until(gate, detector, 3.2)
+    state[0] = ListenState.LISTENING
+    panel.refresh()
+    assert panel.state_label.text() == "Listening — ask your question"
+    assert gate.admit(utterance(0.7, 1.0, 2.7, decided=3.2)) is not None
+    hear_until(gate, detector, 3.2 + REPLY_GRACE_SECONDS + 0.5)  # no reply came: the window opened
+    panel.refresh()
+    assert 4.0 < gate.seconds_left < 5.0
+    assert panel.state_label.text() == "Listening for a follow-up, no wake word needed — 5 s"
+    hear_until(gate, detector, 3.2 + REPLY_GRACE_SECONDS + 2.5)
+    panel.refresh()
+    assert panel.state_label.text().endswith("needed — 3 s")
+    panel.shutdown()

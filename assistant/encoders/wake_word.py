@@ -46,6 +46,13 @@ class WakeWordUnavailable(AssistantError):
     """The wake-word package is missing or cannot run on this system."""
 
 
+def wake_words_available() -> bool:
+    """Whether the wake-word package is installed (a lookup, nothing is loaded)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pymicro_wakeword") is not None
+
+
 def wake_phrase(name: str) -> str:
     """How people say the wake word ``name`` ("hey_jarvis" → "Hey Jarvis")."""
     return WAKE_PHRASES.get(name, name.replace("_", " ").title())

@@ -34,7 +34,13 @@ from PySide6.QtWidgets import (
 
 from assistant.devices.echo_room import is_room_spec
 from assistant.encoders.listener import ListenState
-from assistant.encoders.wake_word import SUGGESTED_WAKE_WORD, WAKE_PHRASES, WakeGate, WakeState
+from assistant.encoders.wake_word import (
+    SUGGESTED_WAKE_WORD,
+    WAKE_PHRASES,
+    WakeGate,
+    WakeState,
+    wake_words_available,
+)
 
 METER_FLOOR_DB = -60  # the meter's left end
 
@@ -149,6 +155,10 @@ class MicPanel(QWidget):
             suggested = " (suggested)" if name == SUGGESTED_WAKE_WORD else ""
             self.wake_word.addItem(f"“{phrase}”{suggested}", name)
         self.set_wake_word(wake_word)
+        if not wake_words_available() and not wake_word:
+            self.wake_word.setEnabled(False)
+            self.wake_word.setToolTip("Wake words need the pymicro-wakeword package, which has no build for "
+                                      "this system (Linux with glibc 2.35+, or Windows)")
         self.wake_word.activated.connect(lambda i: self.wake_word_chosen.emit(self.wake_word.itemData(i)))
         row.addWidget(self.talk)
         row.addWidget(self.hands_free)
