@@ -49,6 +49,8 @@ from assistant.events import (
     ErrorKind,
     Event,
     FramesChosen,
+    MessageVersions,
+    ModelKept,
     ReplyFinished,
     SearchResults,
     State,
@@ -60,7 +62,7 @@ from assistant.events import (
 )
 from assistant.progress import Progress
 from assistant.reply_saving import StreamingSave
-from assistant.settings import AppPaths, Settings
+from assistant.settings import GENERATOR_FIELDS, AppPaths, Settings
 from assistant.store.records import describe_storage_error
 
 if TYPE_CHECKING:
@@ -115,6 +117,32 @@ class _EpochToken:
         return self.engine.epoch != self.epoch
 
 
+@dataclass
+class _Said:
+    """A message of the conversation as shown, with what answering it again or editing it needs."""
+
+    role: str  # "user" | "assistant"
+    turn_id: int  # the front end's: a live turn's id, or ``StoredMessage.turn_id`` when reopened
+    message: ChatMessage  # what the model sees of it (a question's images and camera frames included)
+    stored_id: int | None = None  # in the history (None: not saved)
+    failed: bool = False  # a reply that failed: neither it nor its question is part of the model's context
+
+
+def _context(said: list[_Said]) -> list[ChatMessage]:
+    """What the model sees of a conversation: failed turns left out, and an unanswered
+    question at the end (the app was killed before the reply began)."""
+    history: list[ChatMessage] = []
+    for entry in said:
+        if entry.role == "assistant" and entry.failed:
+            if history and history[-1].role == "user":
+                history.pop()  # a failed turn was never part of what the model saw
+            continue
+        history.append(entry.message)
+    while history and history[-1].role == "user":
+        history.pop()
+    return history
+
+
 class Engine:
     def __init__(
         self,
@@ -130,7 +158,9 @@ class Engine:
         self._factory = backend_factory
         self.backend: GeneratorBackend | None = None
         self.info: BackendInfo | None = None
+        self._last_load_error: str | None = None  # what the last failed load said
         self.chat: list[ChatMessage] = []  # what the model sees of this conversation (no system prompt)
+        self._said: list[_Said] = []  # the conversation as shown (failed turns too): edit and regenerate use it
         self.store = store  # where conversations are saved (None: not saved)
         self.conversation_id: int | None = None  # created with the first message of a new chat
         self._store_warned = False
@@ -182,8 +212,9 @@ class Engine:
 
     # -- loading (pipeline thread) -----------------------------------------------------
 
-    def load(self, epoch: int | None = None) -> bool:
-        """Load the model named in the settings; report progress; never raise."""
+    def load(self, epoch: int | None = None, backend: GeneratorBackend | None = None) -> bool:
+        """Load the model named in the settings (``backend``: one already made for them and
+        prepared); report progress; never raise."""
         token = self.token(epoch)
         self.unload()
         self._status(State.LOADING, f"Loading {self.settings.generator_name}…")
@@ -193,7 +224,7 @@ class Engine:
 
         started = time.monotonic()
         try:
-            backend = self._factory(self.settings, self.paths)
+            backend = backend if backend is not None else self._factory(self.settings, self.paths)
             self.info = backend.load(on_progress, token)
             self.backend = backend
         except Cancelled:
@@ -217,6 +248,7 @@ class Engine:
         return True
 
     def _fail_load(self, message: str) -> None:
+        self._last_load_error = message
         self.info = None
         self._emit(ErrorEvent(message, ErrorKind.MODEL_LOAD))
         self._status(State.ERROR, message)
@@ -340,18 +372,64 @@ class Engine:
     def apply_settings(self, settings: Settings, epoch: int | None = None, reload: bool = False) -> bool:
         """Use new settings; reload the model when anything it depends on changed
         (or when ``reload`` says so: a new API key for the same server)."""
-        reload = reload or settings.generator_key() != self.settings.generator_key()
-        self.settings = settings
+        switch = settings.generator_key() != self.settings.generator_key()
+        old, self.settings = self.settings, settings
         if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
             self.unload_recognizer()  # a different speech model: the next utterance loads it
-        if reload:
+        if switch and self.backend is not None:
+            return self._switch(old, epoch)
+        if reload or switch:
             return self.load(epoch)
         return True  # a model unloaded on purpose, or one that failed, stays so: the next question loads it
+
+    def _switch(self, old: Settings, epoch: int | None) -> bool:
+        """Another model while one is loaded: the one in use stays until the new one is known
+        to load.  What can fail without memory (a mistyped name, a download, a server that does
+        not answer) is tried first, with the old model still loaded; if the weights then fail to
+        load, the old model is loaded again.  Either way ``ModelKept`` says so."""
+        token = self.token(epoch)
+        name = self.settings.generator_name
+        self._status(State.LOADING, f"Getting {name} ready (the model in use stays until it is)…")
+
+        def on_progress(p: Progress) -> None:
+            self._status(State.LOADING, p.detail, p.fraction)
+
+        try:
+            candidate = self._factory(self.settings, self.paths)
+            prepare = getattr(candidate, "prepare", None)  # (a backend made for tests may have none)
+            if prepare is not None:
+                prepare(on_progress, token)
+        except Cancelled:
+            self._keep(old, f"Switching to {name} was cancelled.", failed=False)
+            return False
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the model in use stays
+            if not isinstance(exc, AssistantError):
+                log.exception("preparing %s failed", name)
+            self._keep(old, str(exc) if isinstance(exc, AssistantError) else f"Could not load model '{name}': {exc}")
+            return False
+        if self.load(epoch, backend=candidate):
+            return True
+        failed = self._last_load_error or f"Could not load model '{name}'."
+        self.settings = old
+        self._emit(ModelKept(tuple((f, getattr(old, f)) for f in GENERATOR_FIELDS),
+                             f"{failed} Loading {old.generator_name} again."))
+        self.load(epoch)
+        return False
+
+    def _keep(self, old: Settings, message: str, failed: bool = True) -> None:
+        """The switch failed before anything was unloaded: say why; the model in use stays."""
+        self.settings = self.settings.replace(**{f: getattr(old, f) for f in GENERATOR_FIELDS})
+        kept = f"{message} Still using {old.generator_name}."
+        self._emit(ModelKept(tuple((f, getattr(old, f)) for f in GENERATOR_FIELDS), kept))
+        if failed:
+            self._emit(ErrorEvent(kept, ErrorKind.MODEL_LOAD))
+        self._status(State.READY, "Ready")
 
     # -- conversation (pipeline thread) ------------------------------------------------
 
     def new_chat(self) -> None:
         self.chat.clear()
+        self._said.clear()
         self.conversation_id = None
 
     # -- saved conversations (pipeline thread) --------------------------------------------
@@ -386,12 +464,8 @@ class Engine:
         if summary is None or stored is None:
             self._emit(ErrorEvent("That conversation could not be opened.", ErrorKind.HISTORY))
             return False
-        history: list[ChatMessage] = []
+        said: list[_Said] = []
         for message in stored:
-            if message.role == "assistant" and message.status == "failed":
-                if history and history[-1].role == "user":
-                    history.pop()  # a failed turn was never part of what the model saw
-                continue
             if message.role not in ("user", "assistant"):
                 continue
             images = []
@@ -400,10 +474,10 @@ class Engine:
                     images.append(decode_image(image.path.read_bytes(), image.path.name))
                 except (OSError, BadInputError):
                     log.warning("history: image %s of message %s is missing", image.sha256, message.id)
-            history.append(ChatMessage(message.role, message.text, tuple(images)))
-        while history and history[-1].role == "user":  # an unanswered question (the app was killed)
-            history.pop()
-        self.chat = history
+            said.append(_Said(message.role, message.turn_id, ChatMessage(message.role, message.text, tuple(images)),
+                              message.id, failed=message.role == "assistant" and message.status == "failed"))
+        self._said = said
+        self.chat = _context(said)
         self.conversation_id = conversation_id
         self._emit(ConversationOpened(conversation_id, summary.title, tuple(stored)))
         return True
@@ -502,34 +576,134 @@ class Engine:
         if new_conversation:
             self.conversation_id = self._store_call("start a conversation", lambda s: s.create_conversation())
         conversation = self.conversation_id
+        question_id = None
         if conversation is not None:
-            self._store_call(
+            question_id = self._store_call(
                 "save the question", lambda s: s.add_message(conversation, "user", turn.text, encoded, meta=meta)
             )
             if new_conversation:
                 self.list_conversations()
+        user = ChatMessage("user", turn.text, images)
+        self._said.append(_Said("user", turn.id, user, question_id))
+        return self._reply(turn.id, user, list(self.chat), conversation, epoch)
+
+    def regenerate(self, reply_turn_id: int, turn_id: int, epoch: int | None = None) -> ReplyFinished | None:
+        """Answer the last question again, in place of its reply (the one shown under
+        ``reply_turn_id``), streaming under the new ``turn_id``; never raises.
+
+        With a history the new reply is saved as a new version of the old one (both stay,
+        ``MessageVersions`` says which is shown); the model's context holds the new one.
+        Ends in exactly one ``ReplyFinished`` or ``ErrorEvent`` for ``turn_id``.
+        """
+        if self.token(epoch).cancelled:
+            self._emit(ReplyFinished(turn_id, "", stopped=True))
+            return None
+        said = self._said
+        if len(said) < 2 or said[-1].role != "assistant" or said[-1].turn_id != reply_turn_id or said[-2].role != "user":
+            return self._refuse(turn_id, "Only the last reply can be answered again.")
+        old, question = said.pop(), said[-1]
+        history = _context(said[:-1])
+        return self._reply(turn_id, question.message, history, self.conversation_id, epoch, version_of=old.stored_id)
+
+    def edit(self, question_turn_id: int, turn: UserTurn, epoch: int | None = None) -> ReplyFinished | None:
+        """Ask the question shown under ``question_turn_id`` again with ``turn.text``, in place
+        of it and of everything that followed it, and answer it (streaming under ``turn.id``);
+        never raises.  The question keeps its images and camera frames (``turn.images`` are not
+        used).  The model's context is cut where the question was; with a history the edited
+        question is saved as a new version of the old one, which stays with what followed it.
+        Ends in exactly one ``ReplyFinished`` or ``ErrorEvent`` for ``turn.id``.
+        """
+        if self.token(epoch).cancelled:
+            self._emit(ReplyFinished(turn.id, "", stopped=True))
+            return None
+        at = next((i for i, s in enumerate(self._said) if s.role == "user" and s.turn_id == question_turn_id), None)
+        if at is None:
+            return self._refuse(turn.id, "That question is no longer part of this conversation, so it cannot be edited.")
+        old = self._said[at]
+        if not turn.text.strip() and not old.message.images:
+            return self._refuse(turn.id, "There is nothing to send: type a question.")
+        conversation = self.conversation_id
+        question_id = None
+        if conversation is not None:
+            text = turn.text
+            if old.stored_id is not None:
+                question_id = self._store_call("save the edited question", lambda s: s.add_version(old.stored_id, text))
+            else:  # its first save failed: it goes at the end, as a new question
+                question_id = self._store_call("save the edited question",
+                                               lambda s: s.add_message(conversation, "user", text))
+        user = ChatMessage("user", turn.text, old.message.images)
+        del self._said[at:]
+        history = _context(self._said)
+        self._said.append(_Said("user", turn.id, user, question_id))
+        self._announce_versions(turn.id, "user", question_id)
+        self.list_conversations()
+        return self._reply(turn.id, user, history, conversation, epoch)
+
+    def show_version(self, role: str, turn_id: int, step: int) -> bool:
+        """Show the previous (``step`` -1) or next (+1) version of the message shown under
+        ``turn_id``: the conversation is opened again with it (``ConversationOpened``), and
+        what followed that version when it was shown follows it again.  The model's context
+        is the conversation shown.  False (and an error event) when there is no such version."""
+        entry = next((s for s in self._said if s.role == role and s.turn_id == turn_id), None)
+        conversation = self.conversation_id
+        if entry is None or entry.stored_id is None or conversation is None or self.store is None:
+            self._emit(ErrorEvent("That message has no other versions.", ErrorKind.HISTORY))
+            return False
+        stored_id = entry.stored_id
+        versions = self._store_call("read the versions", lambda s: s.versions(stored_id)) or []
+        index = versions.index(stored_id) + step if stored_id in versions else -1
+        if not 0 <= index < len(versions):
+            self._emit(ErrorEvent("That message has no other versions.", ErrorKind.HISTORY))
+            return False
+        self._store_call("choose the version", lambda s: s.select_version(versions[index]))
+        return self.open_conversation(conversation)
+
+    def _announce_versions(self, turn_id: int, role: str, stored_id: int | None) -> None:
+        if stored_id is None:
+            return
+        versions = self._store_call("read the versions", lambda s: s.versions(stored_id)) or []
+        if stored_id in versions:
+            self._emit(MessageVersions(turn_id, role, versions.index(stored_id) + 1, len(versions)))
+
+    def _refuse(self, turn_id: int, message: str) -> None:
+        self._emit(ErrorEvent(message, ErrorKind.BAD_INPUT, turn_id))
+        self._status(State.READY if self.backend else State.UNLOADED, message)
+        return None
+
+    def _reply(
+        self,
+        turn_id: int,
+        user: ChatMessage,
+        history: list[ChatMessage],
+        conversation: int | None,
+        epoch: int | None,
+        version_of: int | None = None,
+    ) -> ReplyFinished | None:
+        """Answer ``user`` after ``history`` (streaming under ``turn_id``), save the reply (as a
+        new version of the saved reply ``version_of``, when given) and make it the model's context."""
+        token = self.token(epoch)
+        said = _Said("assistant", turn_id, ChatMessage("assistant", ""), failed=True)
+        self._said.append(said)
         if self.backend is None and not self.load(epoch):
             message = "No model is loaded, so the question was not answered."
-            self._save_reply(conversation, "", "failed", message)
-            self._emit(ErrorEvent(message, ErrorKind.MODEL_LOAD, turn.id))
+            said.stored_id = self._save_reply(conversation, "", "failed", message, version_of=version_of)
+            self._emit(ErrorEvent(message, ErrorKind.MODEL_LOAD, turn_id))
             return None
         backend = self.backend
         assert backend is not None
 
         self._status(State.THINKING, "Thinking…")
-        user = ChatMessage("user", turn.text, images)
-        history = list(self.chat)
         started = time.monotonic()
         first: list[float] = []
         parts: list[str] = []
-        saver = StreamingSave(self, conversation)
+        saver = StreamingSave(self, conversation, version_of)
 
         def on_text(text: str) -> None:
             if not first:
                 first.append(time.monotonic() - started)
                 self._status(State.GENERATING, "Answering…")
             parts.append(text)
-            self._emit(TokenChunk(turn.id, text))
+            self._emit(TokenChunk(turn_id, text))
             saver.grew(parts)
 
         params = GenerationParams(self.settings.max_new_tokens, self.settings.temperature, self.settings.image_detail)
@@ -540,10 +714,10 @@ class Engine:
             except PromptTooLongError:
                 if not history:
                     too_long = BadInputError("This message is too long for the model's context window.")
-                    return self._fail_turn(turn, too_long, "", conversation)
+                    return self._fail_turn(turn_id, too_long, "", conversation, said=said, version_of=version_of)
                 history = history[2:]  # forget the oldest exchange and try again
             except AssistantError as exc:
-                return self._fail_turn(turn, exc, "".join(parts), conversation, saver.message_id)
+                return self._fail_turn(turn_id, exc, "".join(parts), conversation, saver.message_id, said, version_of)
             except Exception as exc:  # noqa: BLE001
                 from assistant.devices.compute import is_out_of_memory, out_of_memory_message
 
@@ -552,15 +726,20 @@ class Engine:
                 else:
                     log.exception("unexpected generation failure")
                     failure = GenerationError(f"The model failed while answering: {exc}")
-                return self._fail_turn(turn, failure, "".join(parts), conversation, saver.message_id)
+                return self._fail_turn(turn_id, failure, "".join(parts), conversation, saver.message_id, said,
+                                       version_of)
         reply_text = result.text
         if not reply_text and not result.stopped:  # an answer of nothing is a fault, not a reply to show blank
-            return self._fail_turn(turn, GenerationError(EMPTY_ANSWER), "", conversation, saver.message_id)
-        self.chat = history + [user, ChatMessage("assistant", reply_text)]
-        self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete",
-                         message_id=saver.message_id)
+            return self._fail_turn(turn_id, GenerationError(EMPTY_ANSWER), "", conversation, saver.message_id, said,
+                                   version_of)
+        said.message, said.failed = ChatMessage("assistant", reply_text), False
+        self.chat = history + [user, said.message]
+        said.stored_id = self._save_reply(conversation, reply_text, "stopped" if result.stopped else "complete",
+                                          message_id=saver.message_id, version_of=version_of)
+        if version_of is not None:
+            self._announce_versions(turn_id, "assistant", said.stored_id)
         reply = ReplyFinished(
-            turn.id,
+            turn_id,
             reply_text,
             stopped=result.stopped,
             tokens=result.tokens,
@@ -612,26 +791,36 @@ class Engine:
             self._save_reply(conversation, "", "failed", reason)
 
     def _save_reply(
-        self, conversation: int | None, text: str, status: str, error: str = "", message_id: int | None = None
-    ) -> None:
-        """The reply, finished: written over what was saved while it streamed (``message_id``), or added."""
+        self, conversation: int | None, text: str, status: str, error: str = "", message_id: int | None = None,
+        version_of: int | None = None,
+    ) -> int | None:
+        """The reply, finished: written over what was saved while it streamed (``message_id``), or
+        added (as a new version of the saved reply ``version_of``, when given); returns its id."""
         if conversation is None:
-            return
+            return None
         meta = {"error": error} if error else {}
         if message_id is not None:
             self._store_call("save the reply", lambda s: s.update_message(message_id, text, status, meta))
+        elif version_of is not None:
+            message_id = self._store_call("save the reply", lambda s: s.add_version(version_of, text, (), status, meta))
         else:
-            self._store_call("save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
+            message_id = self._store_call(
+                "save the reply", lambda s: s.add_message(conversation, "assistant", text, (), status, meta))
         self.list_conversations()  # its "updated" time moved: the sidebar order changes
+        return message_id
 
     def _fail_turn(
-        self, turn: UserTurn, exc: AssistantError, partial: str, conversation: int | None = None,
-        message_id: int | None = None,
+        self, turn_id: int, exc: AssistantError, partial: str, conversation: int | None = None,
+        message_id: int | None = None, said: _Said | None = None, version_of: int | None = None,
     ) -> None:
-        self._save_reply(conversation, partial, "failed", str(exc), message_id)
+        stored_id = self._save_reply(conversation, partial, "failed", str(exc), message_id, version_of)
+        if said is not None:
+            said.message, said.stored_id = ChatMessage("assistant", partial), stored_id
+            if version_of is not None:
+                self._announce_versions(turn_id, "assistant", stored_id)
         kind = ErrorKind.BAD_INPUT if isinstance(exc, BadInputError) else ErrorKind.GENERATION
         if isinstance(exc, ModelLoadError):
             kind = ErrorKind.MODEL_LOAD
-        self._emit(ErrorEvent(str(exc), kind, turn.id, partial_text=partial))
+        self._emit(ErrorEvent(str(exc), kind, turn_id, partial_text=partial))
         self._status(State.READY, str(exc))
         return None

@@ -110,6 +110,16 @@ class ReplyFinished:
     first_token_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class ModelKept:
+    """Switching to another model failed: the model in use stays.  ``fields`` are the
+    generator settings it runs with (``Settings.GENERATOR_FIELDS``: name → value), for
+    the front end to show and save again instead of the choice that failed."""
+
+    fields: tuple[tuple[str, Any], ...]
+    message: str
+
+
 class ErrorKind(enum.Enum):
     MODEL_LOAD = "model_load"
     BAD_INPUT = "bad_input"
@@ -164,6 +174,17 @@ class ConversationOpened:
 
 
 @dataclass(frozen=True)
+class MessageVersions:
+    """Which version of a message is shown (``version`` of ``versions``, 1-based): after a
+    question was edited or a reply regenerated, each version is kept in the history."""
+
+    turn_id: int
+    role: str  # "user" (an edited question) or "assistant" (a regenerated reply)
+    version: int
+    versions: int
+
+
+@dataclass(frozen=True)
 class SearchResults:
     query: str
     hits: tuple  # history.SearchHit records, newest first
@@ -178,5 +199,6 @@ Event = (
     | FramesChosen
     | ConversationsListed
     | ConversationOpened
+    | MessageVersions
     | SearchResults
 )

@@ -21,9 +21,12 @@ class StreamingSave:
     EVERY_SECONDS = 1.0
     EVERY_CHARS = 300
 
-    def __init__(self, engine: Engine, conversation: int | None) -> None:
+    def __init__(self, engine: Engine, conversation: int | None, version_of: int | None = None) -> None:
+        """``version_of``: the saved reply this one answers the question again in place of
+        (a regenerated reply: saved as its new version), or None (a new reply)."""
         self.engine = engine
         self.conversation = conversation
+        self.version_of = version_of
         self.message_id: int | None = None
         self._saved_at = 0.0
         self._saved_chars = 0
@@ -38,11 +41,13 @@ class StreamingSave:
             now - self._saved_at < self.EVERY_SECONDS and self._chars - self._saved_chars < self.EVERY_CHARS
         ):
             return
-        text, conversation = "".join(parts), self.conversation
+        text, conversation, version_of = "".join(parts), self.conversation, self.version_of
         if self.message_id is None:
             self.message_id = self.engine._store_call(
                 "save the reply",
-                lambda s: s.add_message(conversation, "assistant", text, (), "stopped", {"in_progress": True}),
+                lambda s: s.add_version(version_of, text, (), "stopped", {"in_progress": True})
+                if version_of is not None
+                else s.add_message(conversation, "assistant", text, (), "stopped", {"in_progress": True}),
             )
             if self.message_id is None:
                 self.conversation = None  # the store failed (said once): no more tries this turn

@@ -132,6 +132,19 @@ class Session:
         """Answer a typed (or pasted, or camera) question; see ``Engine.handle_turn``."""
         return self.engine.handle_turn(turn, epoch)
 
+    def regenerate(self, reply_turn_id: int, turn_id: int, epoch: int | None = None) -> ReplyFinished | None:
+        """Answer the last question again, in place of the reply shown under ``reply_turn_id``;
+        see ``Engine.regenerate``."""
+        return self.engine.regenerate(reply_turn_id, turn_id, epoch)
+
+    def edit(self, question_turn_id: int, turn: UserTurn, epoch: int | None = None) -> ReplyFinished | None:
+        """Ask an earlier question again with new text, in place of it and what followed; see ``Engine.edit``."""
+        return self.engine.edit(question_turn_id, turn, epoch)
+
+    def show_version(self, role: str, turn_id: int, step: int) -> bool:
+        """Show another version of an edited question or a regenerated reply; see ``Engine.show_version``."""
+        return self.engine.show_version(role, turn_id, step)
+
     def answer_utterance(
         self, samples: np.ndarray, frames: tuple = (), turn_id: int | None = None, epoch: int | None = None
     ) -> ReplyFinished | None:

@@ -43,8 +43,12 @@ IMAGE_DETAILS = ("auto", "low", "high")  # the OpenAI API's convention: one tile
 # The settings the loaded model depends on: changing one of them reloads it.
 MODEL_FIELDS = ("model", "device", "dtype", "quantization")
 BACKENDS = ("local", "openai")  # in-process transformers, or an OpenAI-compatible server
+# Everything the loaded generator depends on, whichever backend (see ``generator_key``).
+GENERATOR_FIELDS = ("backend", *MODEL_FIELDS, "base_url", "remote_model", "request_timeout",
+                    "first_token_timeout", "stall_timeout", "remote_image_max_side")
 # wake words that pymicro-wakeword ships (its Model enum); the names are its model ids
 WAKE_WORDS = ("hey_jarvis", "okay_nabu", "hey_mycroft", "alexa")
+THEMES = ("system", "light", "dark")  # the window's look: follow the desktop's light/dark, or fixed
 DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default; Ollama: http://localhost:11434/v1
 
 
@@ -64,6 +68,7 @@ class Settings:
     image_detail: str = "auto"  # "low": one tile an image; "high": the model's tiling; "auto": low without a GPU
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     speak_replies: bool = True
+    show_reply_figures: bool = False  # a small line under each reply: time to first word, tokens/s
     voice: str = ""  # a system voice id or name; "" is the system's default voice
     speech_rate: int = 175  # words per minute
     speech_volume: float = 1.0  # 0..1
@@ -90,6 +95,7 @@ class Settings:
     first_token_timeout: float = 180.0  # seconds a server may take to send the first word (keep-alives don't count)
     stall_timeout: float = 60.0  # seconds a server may fall silent in the middle of a reply
     remote_image_max_side: int = 1024  # images are shrunk to this before they are sent
+    theme: str = "system"  # the window's look: "system" (follows the desktop's light/dark), "light", "dark"
     # The API key is never a setting: see assistant.secrets.
     # Keys written by other versions or features: kept so saving never loses them.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -115,6 +121,8 @@ class Settings:
             raise SettingsError(f"image_detail must be one of {', '.join(IMAGE_DETAILS)}, not {self.image_detail!r}")
         if not isinstance(self.system_prompt, str):
             raise SettingsError("system_prompt must be text")
+        if not isinstance(self.show_reply_figures, bool):
+            raise SettingsError("show_reply_figures must be true or false")
         if not isinstance(self.speak_replies, bool) or not isinstance(self.voice, str):
             raise SettingsError("speak_replies must be true or false, and voice a name")
         if not isinstance(self.speech_rate, int) or not 40 <= self.speech_rate <= 600:
@@ -165,6 +173,8 @@ class Settings:
                 raise SettingsError(f"{name} must be between 1 and 3600 seconds")
         if not isinstance(self.remote_image_max_side, int) or not 64 <= self.remote_image_max_side <= 8192:
             raise SettingsError("remote_image_max_side must be between 64 and 8192 pixels")
+        if self.theme not in THEMES:
+            raise SettingsError(f"theme must be one of {', '.join(THEMES)}, not {self.theme!r}")
 
     def model_key(self) -> tuple:
         """What a local model depends on (``MODEL_FIELDS``)."""

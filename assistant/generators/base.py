@@ -56,6 +56,12 @@ class GeneratorBackend(abc.ABC):
     Every method is called from the one pipeline thread that owns the backend.
     """
 
+    def prepare(self, progress: ProgressCallback, cancel: CancelToken) -> None:
+        """Everything that can fail before the model takes memory: finding it, downloading
+        it, reading its configuration, reaching its server.  The engine runs this while
+        the model in use stays loaded, so that a wrong name or a failed download keeps
+        that model.  ``load`` does it too when it has not been done.  Raise ``ModelLoadError``."""
+
     @abc.abstractmethod
     def load(self, progress: ProgressCallback, cancel: CancelToken) -> BackendInfo:
         """Make the model ready; raise ``ModelLoadError`` with a clear message."""

@@ -205,6 +205,7 @@ class OpenAIBackend(GeneratorBackend):
         self.backoff_s = backoff_s
         self.client: Any = None
         self.info: BackendInfo | None = None
+        self._prepared = False  # connected by ``prepare``: ``load`` has nothing left to do
         self.extra_body: dict[str, Any] = {}  # server-specific request fields (e.g. top_k, repeat_penalty)
         self._images = _DataUrlCache()
         self._listing: dict[str, Any] = {}  # what GET /v1/models said at load
@@ -250,7 +251,15 @@ class OpenAIBackend(GeneratorBackend):
 
     # -- the backend interface -------------------------------------------------------------
 
+    def prepare(self, progress: ProgressCallback, cancel: CancelToken) -> None:
+        """Connecting and finding the model on the server takes no memory here: it is the whole load."""
+        self.load(progress, cancel)
+        self._prepared = True
+
     def load(self, progress: ProgressCallback, cancel: CancelToken) -> BackendInfo:
+        if self._prepared and self.info is not None and self.client is not None:
+            self._prepared = False
+            return self.info
         progress(Progress("load", None, f"Connecting to {self.base_url}…"))
         self.unload()
         client = _make_client(self.base_url, self._key, self.timeout)

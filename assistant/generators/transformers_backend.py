@@ -158,17 +158,14 @@ class TransformersBackend(GeneratorBackend):
         self._image_token_id: int | None = None
         self._cache_arg = "past_key_values"
         self._encoder_inputs: frozenset[str] = frozenset()  # what get_image_features takes; empty: not used
+        self._prepared: tuple | None = None  # what ``prepare`` found, for ``load``
 
     # -- loading -----------------------------------------------------------------
 
-    def load(self, progress: ProgressCallback, cancel: CancelToken) -> BackendInfo:
-        from transformers import (
-            AutoConfig,
-            AutoModelForCausalLM,
-            AutoModelForImageTextToText,
-            AutoProcessor,
-            AutoTokenizer,
-        )
+    def prepare(self, progress: ProgressCallback, cancel: CancelToken) -> None:
+        """Device, precision and quantization checked, the model found (downloaded on first
+        use) and its configuration read: no weights are loaded yet."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
         from transformers.models.auto import modeling_auto
 
         # Device and quantization first: a choice that cannot work is said before a long download.
@@ -176,8 +173,6 @@ class TransformersBackend(GeneratorBackend):
         dtype = pick_dtype(device, self.requested_dtype)
         quantization = self._quantization_config(device, dtype)
         folder = resolve_model(self.model_name, self.cache_dir, progress, cancel, offline=self.offline)
-        how = "" if quantization is None else f" ({self.quantization})"
-        progress(Progress("load", None, f"Loading {self.model_name} on {device.type}{how}…"))
         try:
             config = AutoConfig.from_pretrained(folder)
         except Exception as exc:  # noqa: BLE001 - any failure here is "cannot load"
@@ -192,6 +187,17 @@ class TransformersBackend(GeneratorBackend):
                 f"'{self.model_name}' is a '{model_type}' model, which cannot chat: choose an "
                 "image-text-to-text or text-generation model."
             )
+        self._prepared = (device, dtype, quantization, folder, config, model_cls)
+
+    def load(self, progress: ProgressCallback, cancel: CancelToken) -> BackendInfo:
+        from transformers import AutoProcessor, AutoTokenizer
+
+        if self._prepared is None:
+            self.prepare(progress, cancel)
+        device, dtype, quantization, folder, config, model_cls = self._prepared
+        self._prepared = None
+        how = "" if quantization is None else f" ({self.quantization})"
+        progress(Progress("load", None, f"Loading {self.model_name} on {device.type}{how}…"))
         failure: str | None = None
         model = None
         try:

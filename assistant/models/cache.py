@@ -15,6 +15,7 @@ from pathlib import Path
 from assistant.progress import CancelToken, Progress, ProgressCallback
 from assistant.errors import AssistantError, ModelLoadError
 from assistant.models.hub import (
+    ALLOW_PATTERNS,
     cache_folder,
     cached_snapshot,
     human_bytes,
@@ -148,8 +149,11 @@ def download(
     progress: ProgressCallback,
     cancel: CancelToken,
     offline: bool = False,
+    allow_patterns: list[str] = ALLOW_PATTERNS,
 ) -> Path:
     """Download hub id ``model`` into the cache, with byte progress; resumes what an earlier try left.
+
+    ``allow_patterns``: which files (``ASR_ALLOW_PATTERNS`` for a speech model).
 
     Raises ``Cancelled`` when ``cancel`` is set (the partial files stay, for the next
     try), ``ModelLoadError`` with a clear message otherwise.  A model already complete
@@ -160,7 +164,7 @@ def download(
         raise ModelLoadError("Type a Hugging Face model id (like HuggingFaceTB/SmolVLM-256M-Instruct) to download.")
     if looks_like_path(model):
         raise ModelLoadError(f"'{model}' is a folder on this computer: there is nothing to download.")
-    cached = cached_snapshot(model, cache_dir)
+    cached = cached_snapshot(model, cache_dir, allow_patterns)
     if cached is not None:
         size = _folder_size(repo_folder(model, cache_dir))
         progress(
@@ -170,4 +174,4 @@ def download(
             )
         )
         return cached
-    return resolve_model(model, cache_dir, progress, cancel, offline=offline)
+    return resolve_model(model, cache_dir, progress, cancel, allow_patterns=allow_patterns, offline=offline)

@@ -374,6 +374,28 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def hub_unreachable(model: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached, or None when it answers (with any status).
+
+    One request, no retries: the library's own calls retry a failed connection five
+    times over about 25 s, which is how long a first run without a network sat on
+    "Downloading…" before saying so.  A hub that answers at all is left to them.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(f"{constants.ENDPOINT}/api/models/{model}", timeout=timeout, follow_redirects=False)
+    except _network_errors() as exc:
+        return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - anything else is left to the download to report
+        log.debug("hub probe for %s: %s", model, exc)
+    return None
+
+
 def cached_snapshot(model: str, cache_dir: Path | None, allow_patterns: list[str] = ALLOW_PATTERNS) -> Path | None:
     """The complete cached snapshot of hub id ``model``, or None (never touches the network)."""
     from huggingface_hub import snapshot_download
@@ -434,6 +456,14 @@ def resolve_model(
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
     cache = str(cache_dir) if cache_dir else None
     progress(Progress("download", None, f"Downloading {model}…"))
+    unreachable = hub_unreachable(model)
+    if unreachable is not None:
+        raise ModelLoadError(
+            f"Model '{model}' could not be downloaded: the Hugging Face hub cannot be reached ({unreachable}), "
+            "and it is not downloaded yet. Check the connection, or choose a downloaded model or a local model folder."
+        )
+    if cancel.cancelled:
+        raise Cancelled("Download cancelled.")
     plan = _plan_download(model, cache_dir, allow_patterns)
     if cancel.cancelled:
         raise Cancelled("Download cancelled.")

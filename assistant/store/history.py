@@ -133,6 +133,29 @@ def _snippet(text: str, terms: Sequence[str], width: int = 90) -> str:
     return ("…" if start > 0 else "") + marked + ("…" if end < len(flat) else "")
 
 
+def current_branch(rows: Sequence[tuple[int, int | None, int]]) -> list[tuple[int, int, int]]:
+    """Of a conversation's message tree, given as (id, parent id, chosen) rows in id order,
+    the branch shown: from the first message, the chosen one of each set of siblings (the
+    newest when none is marked), as (id, version, versions) with version 1-based."""
+    ids = {row[0] for row in rows}
+    children: dict[int | None, list[tuple[int, int]]] = {}
+    for mid, parent, chosen in rows:
+        children.setdefault(parent if parent in ids else None, []).append((mid, chosen))
+    branch: list[tuple[int, int, int]] = []
+    seen: set[int] = set()
+    parent: int | None = None
+    while parent in children:
+        siblings = children[parent]
+        index = next((i for i in range(len(siblings) - 1, -1, -1) if siblings[i][1]), len(siblings) - 1)
+        mid = siblings[index][0]
+        if mid in seen:  # a damaged file's loop
+            break
+        seen.add(mid)
+        branch.append((mid, index + 1, len(siblings)))
+        parent = mid
+    return branch
+
+
 # -- the store --------------------------------------------------------------------------------
 
 
@@ -275,12 +298,14 @@ class HistoryStore:
         created: float,
         meta_json: str,
         images: Sequence[PreparedImage],
+        parent_id: int | None = None,
     ) -> int:
         for image in images:
             self._put_image(conn, image)
         cur = conn.execute(
-            "INSERT INTO messages (conversation_id, role, text, status, created, meta) VALUES (?, ?, ?, ?, ?, ?)",
-            (conv_id, role, text, status, created, meta_json),
+            "INSERT INTO messages (conversation_id, role, text, status, created, meta, parent_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, role, text, status, created, meta_json, parent_id),
         )
         message_id = int(cur.lastrowid)
         conn.executemany(
@@ -288,6 +313,14 @@ class HistoryStore:
             [(message_id, i, image.sha256) for i, image in enumerate(images)],
         )
         return message_id
+
+    @staticmethod
+    def _branch(conn: sqlite3.Connection, conv_id: int) -> list[tuple[int, int, int]]:
+        """The conversation as shown: (id, version, versions) of each chosen message, in order."""
+        rows = conn.execute(
+            "SELECT id, parent_id, chosen FROM messages WHERE conversation_id = ? ORDER BY id", (conv_id,)
+        ).fetchall()
+        return current_branch(rows)
 
     def _quick_check(self) -> str:
         with self._guard("check the history database") as conn:
@@ -409,7 +442,9 @@ class HistoryStore:
             row = conn.execute("SELECT title FROM conversations WHERE id = ?", (conv_id,)).fetchone()
             if row is None:
                 raise HistoryError(f"Conversation {conv_id} does not exist.")
-            message_id = self._insert_message(conn, conv_id, role, text, status, now, meta_json, prepared)
+            branch = self._branch(conn, conv_id)
+            parent = branch[-1][0] if branch else None  # after the last message shown
+            message_id = self._insert_message(conn, conv_id, role, text, status, now, meta_json, prepared, parent)
             title = row[0]
             if not title and role == "user":
                 title = derive_title(text, has_images=bool(prepared))
@@ -417,6 +452,72 @@ class HistoryStore:
                 "UPDATE conversations SET updated = max(updated, ?), title = ? WHERE id = ?", (now, title, conv_id)
             )
         return message_id
+
+    def add_version(
+        self,
+        message_id: int,
+        text: str,
+        images: Sequence[bytes] | None = None,
+        status: str = "complete",
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Save a new version of a message (an edited question, a regenerated reply) and return its id.
+
+        It takes the old one's place in the conversation and is shown from now on; the old
+        one, and everything that followed it, stay as they were, shown again by
+        ``select_version``.  ``images`` None: the old version's images stay attached;
+        ``meta`` None: the old version's meta (the camera frames a question was sent with).
+        """
+        check_status(status)
+        text = check_text(text)
+        meta_json = dump_meta(meta) if meta is not None else None
+        if isinstance(images, (bytes, bytearray, memoryview)):
+            raise HistoryError("add_version takes a sequence of images, not one bytes object.")
+        prepared = [prepare_image(data) for data in images] if images is not None else []
+        now = time.time()
+        with self._write("save the new version") as conn:
+            row = conn.execute(
+                "SELECT conversation_id, role, parent_id, meta FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise HistoryError(f"Message {message_id} does not exist.")
+            conv_id, role, parent, old_meta = row
+            conn.execute(
+                "UPDATE messages SET chosen = 0 WHERE conversation_id = ? AND parent_id IS ?", (conv_id, parent)
+            )
+            new_id = self._insert_message(
+                conn, conv_id, role, text, status, now, old_meta if meta_json is None else meta_json, prepared, parent
+            )
+            if images is None:
+                conn.execute(
+                    "INSERT INTO message_images (message_id, position, sha256)"
+                    " SELECT ?, position, sha256 FROM message_images WHERE message_id = ?",
+                    (new_id, message_id),
+                )
+            conn.execute("UPDATE conversations SET updated = max(updated, ?) WHERE id = ?", (now, conv_id))
+        return new_id
+
+    def versions(self, message_id: int) -> list[int]:
+        """The ids of a message's versions, itself included, oldest first ([] for an unknown id)."""
+        with self._read("read the versions") as conn:
+            row = conn.execute("SELECT conversation_id, parent_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return []
+            rows = conn.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY id", row
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def select_version(self, message_id: int) -> None:
+        """Show this version of a message from now on (with what followed it when it was shown)."""
+        with self._write("choose the version") as conn:
+            row = conn.execute("SELECT conversation_id, parent_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise HistoryError(f"Message {message_id} does not exist.")
+            conn.execute(
+                "UPDATE messages SET chosen = (id = ?) WHERE conversation_id = ? AND parent_id IS ?",
+                (message_id, *row),
+            )
 
     def update_message(
         self, message_id: int, text: str | None = None, status: str | None = None, meta: dict[str, Any] | None = None
@@ -457,12 +558,18 @@ class HistoryStore:
         return len(rows)
 
     def messages(self, conv_id: int) -> list[StoredMessage]:
-        """A conversation's messages in the order they were said ([] for an unknown id)."""
+        """A conversation's messages in the order they were said, as shown: of each message
+        with versions, the one chosen ([] for an unknown id)."""
         with self._read("load the conversation") as conn:
-            rows = conn.execute(
-                "SELECT id, role, text, status, created, meta FROM messages WHERE conversation_id = ? ORDER BY id",
-                (conv_id,),
-            ).fetchall()
+            branch = {mid: (version, versions) for mid, version, versions in self._branch(conn, conv_id)}
+            rows = [
+                row
+                for row in conn.execute(
+                    "SELECT id, role, text, status, created, meta FROM messages WHERE conversation_id = ? ORDER BY id",
+                    (conv_id,),
+                )
+                if row[0] in branch
+            ]
             image_rows = conn.execute(
                 """SELECT mi.message_id, mi.sha256, i.ext FROM message_images mi
                    JOIN messages m ON m.id = mi.message_id
@@ -482,6 +589,8 @@ class HistoryStore:
                 created=created,
                 meta=load_meta(meta, mid),
                 images=tuple(images.get(mid, ())),
+                version=branch[mid][0],
+                versions=branch[mid][1],
             )
             for mid, role, text, status, created, meta in rows
         ]
@@ -537,9 +646,10 @@ class HistoryStore:
                 (title, created if created is not None else now, now),
             )
             conv_id = int(cur.lastrowid)
+            parent = None
             for m in messages:
-                self._insert_message(
-                    conn, conv_id, m["role"], m["text"], m["status"], m["created"], m["meta"], m["images"]
+                parent = self._insert_message(
+                    conn, conv_id, m["role"], m["text"], m["status"], m["created"], m["meta"], m["images"], parent
                 )
         return conv_id
 

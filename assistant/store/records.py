@@ -50,6 +50,16 @@ class StoredMessage:
     created: float
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
     images: tuple[StoredImage, ...] = ()
+    # Its versions (an edited question, a regenerated reply): this is version ``version``
+    # of ``versions``, 1-based in the order they were written.
+    version: int = 1
+    versions: int = 1
+
+    @property
+    def turn_id(self) -> int:
+        """The turn id front ends show a reopened message under (never a live turn's:
+        those count up from 1); the engine finds it again by the same number."""
+        return -self.id
 
 
 @dataclass(frozen=True)

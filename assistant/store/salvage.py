@@ -26,7 +26,7 @@ from pathlib import Path
 
 from assistant.errors import HistoryError
 from assistant.store.records import ROLES, STATUSES, describe_os_error
-from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
+from assistant.store.schema import LINK_IN_ORDER, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,18 @@ def _valid_message(row: tuple) -> bool:
     )
 
 
+def _branches(conn: sqlite3.Connection) -> list[tuple[int, int | None, int]] | None:
+    """(message id, parent id, chosen) of each readable message; None for a file from before versions."""
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    except sqlite3.Error:
+        return None
+    if not {"parent_id", "chosen"} <= columns:
+        return None
+    rows = _readable_rows(conn, "messages", "parent_id, chosen")
+    return [(mid, parent if isinstance(parent, int) else None, chosen) for mid, parent, chosen in rows]
+
+
 def _images_of(conn: sqlite3.Connection, message_ids: list[int]) -> list[tuple[int, int, str]]:
     """(message id, position, sha256) of each image the messages show that can still be read."""
     found = []
@@ -259,6 +271,7 @@ def _copy_rows(source: sqlite3.Connection, target: Path, images_dir: Path) -> Sa
     conversations = _rows(source, "conversations", "title, created, updated", _valid_conversation)
     messages = _rows(source, "messages", "conversation_id, role, text, status, created, meta", _valid_message)
     message_images = _images_of(source, [row[0] for row in messages])
+    branches = _branches(source)
 
     conv_ids = {row[0] for row in conversations}
     lost: dict[int, list[float]] = {}  # conversation id -> when each of its messages was created
@@ -284,6 +297,13 @@ def _copy_rows(source: sqlite3.Connection, target: Path, images_dir: Path) -> Sa
             "INSERT INTO messages (id, conversation_id, role, text, status, created, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
             messages,
         )
+        if branches is None:  # a file from before versions: its messages are one line
+            conn.execute(LINK_IN_ORDER)
+        else:
+            conn.executemany("UPDATE messages SET parent_id = ?, chosen = ? WHERE id = ?",
+                             [(parent, 1 if chosen else 0, mid) for mid, parent, chosen in branches])
+            # A message whose parent was lost follows the message saved before it.
+            conn.execute(LINK_IN_ORDER + " WHERE parent_id IS NOT NULL AND parent_id NOT IN (SELECT id FROM messages)")
         conn.executemany("INSERT INTO images (sha256, ext, bytes) VALUES (?, ?, ?)", [(s, *files[s]) for s in shas])
         conn.executemany(
             "INSERT INTO message_images (message_id, position, sha256) VALUES (?, ?, ?)", message_images

@@ -50,5 +50,20 @@ _V1 = (
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Each message hangs under the one before it (``parent_id``; NULL for a conversation's
+# first), so a question edited or a reply regenerated is a sibling of the message it
+# replaces: both stay, and ``chosen`` marks the one of each set of siblings shown (and
+# sent to the model).  The conversation is the path of chosen messages from the first.
+LINK_IN_ORDER = (
+    "UPDATE messages SET parent_id = (SELECT max(p.id) FROM messages p"
+    " WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id)"
+)
+_V2 = (
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
+    "ALTER TABLE messages ADD COLUMN chosen INTEGER NOT NULL DEFAULT 1",
+    LINK_IN_ORDER,  # what was saved before versions is one line of messages
+    "CREATE INDEX messages_by_parent ON messages(parent_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
