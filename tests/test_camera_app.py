@@ -82,7 +82,8 @@ def test_preview_runs_and_keeps_running_during_a_reply(qtbot, camera_window, vid
     window = camera_window(video, paced_factory(delay=0.01, min_new_tokens=120), max_new_tokens=120)
     panel = window.camera_panel
     panel.toggle.click()
-    assert panel.is_on and panel.live.isVisible()
+    assert panel.is_on
+    qtbot.waitUntil(lambda: panel.live.isVisible(), timeout=5000)  # "● LIVE" once frames arrive, not before
     qtbot.waitUntil(lambda: panel.frames_shown > 10, timeout=5000)
     assert not panel.preview.pixmap().isNull()
     window.prompt.setPlainText("what am I holding?")

@@ -212,6 +212,41 @@ def test_changing_a_setting_does_not_reload_a_model_unloaded_on_purpose(tiny_mod
     assert len(of(broken_events, ErrorEvent)) == failures
 
 
+def test_a_failed_switch_keeps_the_model_in_use(tiny_models, paths, tmp_path):
+    """A mistyped name (found out before anything is unloaded) and a model whose weights
+    cannot load (found out after): either way the model in use answers the next question,
+    and ``ModelKept`` gives the front end the settings it runs with."""
+    import shutil
+
+    from assistant.events import ModelKept
+
+    engine, events = make_engine(tiny_models["causal_lm"], paths, max_new_tokens=3)
+    assert engine.load()
+    backend = engine.backend
+    loads = len([e for e in events if isinstance(e, StatusEvent) and e.state is State.LOADING])
+    assert not engine.apply_settings(engine.settings.replace(model=str(tmp_path / "no-such-modle"), temperature=0.5))
+    assert engine.backend is backend  # never unloaded
+    kept = of(events, ModelKept)[-1]
+    assert dict(kept.fields)["model"] == str(tiny_models["causal_lm"])
+    assert "does not exist" in kept.message and "Still using" in kept.message
+    assert engine.settings.model == str(tiny_models["causal_lm"]) and engine.settings.temperature == 0.5
+    assert of(events, ErrorEvent)[-1].message == kept.message  # one message, once
+    assert of(events, StatusEvent)[-1].state is State.READY
+    assert engine.handle_turn(UserTurn("hello")) is not None
+    assert len([e for e in events if isinstance(e, StatusEvent) and e.state is State.LOADING]) == loads + 1
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_models["llava"], damaged)
+    for weights in damaged.glob("*.safetensors"):
+        weights.write_bytes(b"not weights at all" * 10)
+    assert not engine.apply_settings(engine.settings.replace(model=str(damaged)))
+    assert engine.backend is not None and engine.info.model == str(tiny_models["causal_lm"])  # loaded again
+    assert "Loading" in of(events, ModelKept)[-1].message and engine.settings.model == str(tiny_models["causal_lm"])
+    assert of(events, StatusEvent)[-1].state is State.READY
+    assert engine.handle_turn(UserTurn("hello again")) is not None
+    engine.unload()
+
+
 def test_bad_model_path_gives_a_clear_error(tmp_path, paths):
     engine, events = make_engine(tmp_path / "no-such-model", paths)
     assert not engine.load()

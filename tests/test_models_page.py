@@ -148,15 +148,18 @@ def test_choices_are_applied_and_only_they_are_saved(qtbot, window, paths, tiny_
     assert win.bridge.status.dtype == "bfloat16"  # reloaded in the new precision
     assert "bfloat16" in page.loaded_label.text() and not page.apply_button.isEnabled()
 
-    # 4-bit on a computer without CUDA: saved as chosen, and a clear message says why it cannot load.
+    # 4-bit on a computer without CUDA: a clear message says why it cannot load, and the model
+    # in use stays loaded and chosen (found out before anything was unloaded).
     page.quantization.setCurrentIndex(page.quantization.findData("4bit"))
     with qtbot.waitSignal(win.bridge.error, timeout=30_000) as error:
         page.apply_button.click()
     assert "CUDA GPU" in error.args[0].message and "quantization 'none'" in error.args[0].message
-    assert load_settings(paths).settings.quantization == "4bit"
+    assert "Still using" in error.args[0].message
+    qtbot.waitUntil(lambda: win.settings.quantization == "none", timeout=5000)
+    assert load_settings(paths).settings.quantization == "none" and page.quantization.currentData() == "none"
     qtbot.waitUntil(lambda: bool(win.chat.notices), timeout=5000)
-    assert "CUDA GPU" in win.chat.notices[-1].text() and "Models…" in win.chat.notices[-1].text()
-    assert "No model is loaded" in page.loaded_label.text()
+    assert "CUDA GPU" in win.chat.notices[-1].text()
+    assert win.bridge.engine.backend is not None and "No model is loaded" not in page.loaded_label.text()
 
 
 def test_the_backend_is_chosen_here_too(qtbot, window, paths, monkeypatch):
@@ -171,14 +174,10 @@ def test_the_backend_is_chosen_here_too(qtbot, window, paths, monkeypatch):
     page.server_settings_requested.connect(win.open_settings)
     page.server_button.click()
     assert opened == [True]  # the server's address, model and key are edited in Settings…
-    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
-                          check_params_cb=lambda e: e.state in (State.ERROR, State.READY)):
-        page.apply_button.click()  # no server runs at that address: a clear error, and the choice is kept
-    assert win.settings.backend == "openai" and load_settings(paths).settings.backend == "openai"
-    page.backend.setCurrentIndex(page.backend.findData("local"))
-    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000, check_params_cb=lambda e: e.state is State.READY):
-        page.apply_button.click()
-    assert win.settings.backend == "local"
+    with qtbot.waitSignal(win.bridge.model_kept, timeout=60_000):
+        page.apply_button.click()  # no server runs at that address: a clear error, and the local model stays
+    assert win.settings.backend == "local" and load_settings(paths).settings.backend == "local"
+    assert win.bridge.engine.backend is not None and page.backend.currentData() == "local"
 
 
 def test_unload_frees_the_model_and_the_memory_is_shown(qtbot, window):
@@ -226,3 +225,49 @@ def test_closing_the_window_mid_download_joins_the_thread(qtbot, paths, tiny_mod
     assert win.models_bridge._thread.isFinished() and win.bridge._thread.isFinished()
     assert not list((paths.models / REPO_DIR / "snapshots").glob("*/model.safetensors"))
     win.deleteLater()
+
+
+def test_a_mistyped_model_keeps_the_model_in_use(qtbot, window, paths, tiny_models, tmp_path):
+    win = window()
+    page = open_page(qtbot, win)
+    model = win.bridge.engine.backend.model
+    errors = []
+    win.bridge.error.connect(errors.append)
+    page.model.setCurrentText(str(tmp_path / "SmolVLM-256M-Instrcut"))
+    with qtbot.waitSignal(win.bridge.model_kept, timeout=30_000):
+        page.apply_button.click()
+    qtbot.waitUntil(lambda: win.bridge.status.state is State.READY, timeout=10_000)
+    assert win.bridge.engine.backend is not None and win.bridge.engine.backend.model is model  # never unloaded
+    assert win.settings.model == str(tiny_models["causal_lm"])
+    assert load_settings(paths).settings.model == str(tiny_models["causal_lm"])  # the failed name is not saved
+    assert page.model.currentText() == str(tiny_models["causal_lm"])
+    assert len(errors) == 1 and "does not exist" in errors[0].message and "Still using" in errors[0].message
+    assert "No model is loaded" not in page.loaded_label.text()
+
+
+def test_a_model_whose_weights_fail_to_load_gives_the_model_in_use_back(qtbot, window, paths, tiny_models, tmp_path):
+    """The new model is found and prepared, then its weights fail: the model in use is loaded again,
+    shown as the choice, and the page never says that no model is loaded."""
+    import shutil
+
+    broken = tmp_path / "broken-weights"
+    shutil.copytree(tiny_models["causal_lm"], broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors at all")
+    win = window()
+    page = open_page(qtbot, win)
+    shown: list[str] = []
+    win.bridge.status_changed.connect(lambda e: shown.append(page.loaded_label.text()))
+    errors = []
+    win.bridge.error.connect(errors.append)
+    page.model.setCurrentText(str(broken))
+    with qtbot.waitSignal(win.bridge.model_kept, timeout=30_000):
+        page.apply_button.click()
+    qtbot.waitUntil(lambda: win.bridge.status.state is State.READY
+                    and win.bridge.status.model == str(tiny_models["causal_lm"]), timeout=30_000)
+    assert win.bridge.engine.backend is not None
+    assert win.settings.model == str(tiny_models["causal_lm"]) and page.model.currentText() == str(tiny_models["causal_lm"])
+    assert load_settings(paths).settings.model == str(tiny_models["causal_lm"])
+    assert errors and str(broken.name) in errors[0].message
+    assert shown and not any("No model is loaded" in text for text in shown), shown
+    assert str(tiny_models["causal_lm"]) in page.loaded_label.text()

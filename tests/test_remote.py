@@ -737,10 +737,13 @@ def test_settings_dialog_fetches_models_and_keeps_the_key_off_disk(qtbot, llama,
     dialog = SettingsDialog(window.settings, window)
     qtbot.addWidget(dialog)
     assert dialog.backend.currentData() == "openai"
-    assert dialog.base_url.isVisibleTo(dialog) and not dialog.device.isVisibleTo(dialog)
+    server_tab = dialog.tabs.indexOf(dialog.server_tab)
+    assert dialog.tabs.isTabVisible(server_tab) and not dialog.device.isVisibleTo(dialog)
     dialog.backend.setCurrentIndex(dialog.backend.findData("local"))
-    assert dialog.device.isVisibleTo(dialog) and not dialog.base_url.isVisibleTo(dialog)
+    assert dialog.device.isVisibleTo(dialog) and not dialog.tabs.isTabVisible(server_tab)
     dialog.backend.setCurrentIndex(dialog.backend.findData("openai"))
+    dialog.show_page("Server")
+    assert dialog.base_url.isVisibleTo(dialog)
 
     dialog.remote_model.setCurrentText("")
     dialog.fetch_models.click()  # off the GUI thread: the dialog answers meanwhile

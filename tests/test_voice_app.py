@@ -146,6 +146,31 @@ def test_holding_space_is_push_to_talk_and_makes_one_turn(qtbot, tmp_path, voice
     assert len(transcribed) == 1  # one press, one turn
 
 
+def test_a_long_hold_of_space_with_unmarked_autorepeat_is_still_one_turn(qtbot, tmp_path, voice_window, tiny_models,
+                                                                          tiny_whisper):
+    """Some systems (X11 under Xvfb, for one) send a held key's autorepeat as plain release+press
+    pairs, not marked as autorepeat.  Held for 4 s over a 3 s recording, Space used to send the
+    recording, then open the microphone again on the next "press" and send its start as a second
+    question, and a third: it must be one press, one turn."""
+    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES[:1], lead=0.2, gap=0.3)
+    window = voice_window(tiny_models["idefics3"], asr_model=str(tiny_whisper), mic=str(conversation.path))
+    transcribed = []
+    window.bridge.transcribed.connect(transcribed.append)
+    window.chat.setFocus()
+    qtbot.keyPress(window.chat, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.bridge.listen_state is ListenState.RECORDING, timeout=10_000)
+    held_until = time.monotonic() + 4.0
+    while time.monotonic() < held_until:  # the key repeats ~30 times a second while held
+        qtbot.wait(33)
+        qtbot.keyRelease(window.chat, Qt.Key.Key_Space)
+        qtbot.keyPress(window.chat, Qt.Key.Key_Space)
+    qtbot.keyRelease(window.chat, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: len(transcribed) == 1 and not window.bridge.busy, timeout=30_000)
+    qtbot.wait(1500)
+    assert len(transcribed) == 1 and len(user_texts(window)) == 1, [t.text for t in transcribed]
+    assert window.bridge.listener is None  # the recording ended; nothing opened it again
+
+
 def test_push_to_talk_button_over_silence_sends_nothing(qtbot, tmp_path, voice_window, tiny_models, tiny_whisper):
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(16000 * 5, np.int16), 16000)
     window = voice_window(tiny_models["idefics3"], asr_model=str(tiny_whisper), mic=str(quiet))

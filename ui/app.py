@@ -17,37 +17,38 @@ from assistant.settings import APP_NAME, APP_TITLE, load_settings
 from assistant.devices.audio import AudioDeviceError
 from assistant.devices.speaker import open_speaker
 
+from ui import theme
+from ui.dialogs.settings_fields import readable_notice
 from ui.main_window import MainWindow
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
 def style_sheet() -> str:
-    try:
-        return (RESOURCES / "style.qss").read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    """The app's stylesheet in its light colours (``ui.theme`` makes the dark one from it)."""
+    return theme.light_style_sheet()
 
 
-def create_app(argv: list[str] | None = None) -> QApplication:
+def create_app(argv: list[str] | None = None, theme_choice: str = "system") -> QApplication:
+    """The QApplication, in the look ``theme_choice`` ("system" follows the desktop's light/dark)."""
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_TITLE)
     app.setWindowIcon(QIcon(str(RESOURCES / "icon.svg")))
-    app.setStyleSheet(style_sheet())
+    theme.install(app, theme_choice)
     return app
 
 
 def run_gui(args: argparse.Namespace) -> int:
     quiet_libraries(args.verbose)
-    app = create_app()
     paths = paths_from(args)
     loaded = load_settings(paths)
-    notice = loaded.warning
+    notice = readable_notice(loaded.warning) if loaded.warning else None
     try:
         settings = settings_from(args, loaded.settings)
     except ValueError as exc:
         settings, notice = loaded.settings, f"Ignored a command-line setting: {exc}"
+    app = create_app(theme_choice=settings.theme)
     speaker = None
     try:
         speaker = open_speaker(args.speaker)

@@ -1,28 +1,29 @@
-"""The main window: conversation, composer, status line."""
+"""The main window: conversation, composer, status line.
+
+Its jobs beyond building itself and showing the conversation are parts of their own
+in ``ui/window/``, mixed in: the layout the user arranges (``layout.py``), voice in
+(``voice.py``), errors and missing-model downloads (``model_offers.py``), settings and
+model choices (``choices.py``), and saved conversations and message versions
+(``conversations.py``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QStyle
 from PySide6.QtWidgets import (
-    QAbstractSpinBox,
     QApplication,
-    QComboBox,
-    QLineEdit,
-    QPlainTextEdit,
-    QTextEdit,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QProgressBar,
     QPushButton,
-    QSplitter,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -31,21 +32,16 @@ from PySide6.QtWidgets import (
 from assistant.engine import BackendFactory, default_backend_factory
 from assistant.models.hub import human_bytes
 from assistant.events import (
-    ConversationOpened,
     ErrorEvent,
-    ErrorKind,
     FramesChosen,
     ImageInput,
     ReplyFinished,
     State,
     StatusEvent,
-    Transcribed,
     UserTurn,
 )
-from assistant.settings import APP_TITLE, AppPaths, Settings, load_settings, save_settings
+from assistant.settings import APP_TITLE, AppPaths, Settings
 from assistant.devices.speaker import Speaker
-from assistant.encoders.vad import Utterance
-from assistant.encoders.listener import ListenEvent
 from assistant.speech.voice_out import SpeechEvent
 
 from ui.workers.models import ModelsBridge
@@ -54,15 +50,27 @@ from ui.panels.camera import CameraPanel, frame_to_qimage
 from ui.panels.chat import ChatView
 from ui.panels.composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
 from ui.panels.microphone import MicPanel
-from ui.dialogs.settings import SettingsDialog, wait_for_model_listings
+from ui.dialogs.settings import wait_for_model_listings
 from ui.panels.sidebar import Sidebar
+from ui.panels.devices import DevicesColumn
+from ui.panels.splitter import PanelSplitter
+from ui.window.choices import SettingsChoices
+from ui.window.conversations import ConversationActions
+from ui.window.layout import LayoutControls
+from ui.window.model_offers import ModelOffers
+from ui.window.voice import VoiceControls
 
 if TYPE_CHECKING:
     from assistant.store.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
+SPACE_RELEASE_MS = 120  # a Space release followed by a press within this is the key's autorepeat
 CLOSE_POLL_MS = 100  # closing while a model still loads: how often to look whether it has ended
+CHAT_MIN_WIDTH = 360  # no splitter drag or panel makes the conversation narrower than this
+STATUS_NOTICE_MS = 8000  # a passing notice on the status line ("Exported to …") goes after this
+
+_MODELS_HINT = "Choose another model or device with Models… (Ctrl+Shift+M)."
 
 _STATE_TEXT = {
     State.UNLOADED: "Not loaded",
@@ -74,12 +82,10 @@ _STATE_TEXT = {
     State.ERROR: "Error",
 }
 
-
 def short_model_name(model: str) -> str:
     return Path(model).name or model
 
-
-class MainWindow(QMainWindow):
+class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, ConversationActions, QMainWindow):
     def __init__(
         self,
         settings: Settings,
@@ -104,18 +110,25 @@ class MainWindow(QMainWindow):
         self.bridge = SessionBridge(settings, paths, backend_factory, parent=self, speaker=speaker, store=store)
         self.sidebar: Sidebar | None = Sidebar() if store is not None else None
         self.camera_panel = CameraPanel(settings.camera, settings.mirror_camera)
-        self.mic_panel = MicPanel(settings.mic, settings.hands_free)
+        self.mic_panel = MicPanel(settings.mic, settings.hands_free, settings.wake_word)
         self.mic_panel.follow(
             lambda: self.bridge.listen_state,
             lambda: self.bridge.listener.level if self.bridge.listener is not None else -100.0,
+            lambda: self.bridge.listener.wake if self.bridge.listener is not None else None,
         )
         self._space_talking = False
+        self._space_release = QTimer(self)
+        self._space_release.setSingleShot(True)
+        self._space_release.setInterval(SPACE_RELEASE_MS)
+        self._space_release.timeout.connect(self._space_released)
         self.models_bridge: ModelsBridge | None = None  # made when the Models page first opens
         self.models_page = None
 
         self._build_actions()
         self._build_body()
+        self.chat.set_show_figures(settings.show_reply_figures)
         self._build_status_line()
+        self._build_layout_controls()  # panels to show/hide, and the layout of the last run
 
         self.bridge.status_changed.connect(self.on_status)
         self.bridge.tokens.connect(self.on_tokens)
@@ -124,6 +137,13 @@ class MainWindow(QMainWindow):
         self.bridge.busy_changed.connect(self.on_busy)
         self.bridge.speech.connect(self.on_speech)
         self.bridge.conversation_opened.connect(self.on_conversation_opened)
+        self.bridge.model_kept.connect(self.on_model_kept)
+        # Regenerate, edit and ‹ n/m ›.
+        self._version_focus: int | None = None  # the message whose other version is being opened
+        self.bridge.versions.connect(self.on_versions)
+        self.chat.regenerate_requested.connect(self.regenerate)
+        self.chat.edit_submitted.connect(self.edit_question)
+        self.chat.version_requested.connect(self.show_version)
         self.bridge.frames_chosen.connect(self.on_frames_chosen)
         self.bridge.transcribed.connect(self.on_transcribed)
         self.bridge.utterance_ready.connect(self.on_utterance)
@@ -131,6 +151,8 @@ class MainWindow(QMainWindow):
         self.mic_panel.mic_toggled.connect(self.set_listening)
         self.mic_panel.source_chosen.connect(lambda spec: self.apply_settings(self.settings.replace(mic=spec)))
         self.mic_panel.hands_free_toggled.connect(self.set_hands_free)
+        self.mic_panel.wake_word_chosen.connect(
+            lambda name: self.apply_settings(self.settings.replace(wake_word=name)))
         self.mic_panel.talk_pressed.connect(self.push_to_talk)
         QApplication.instance().installEventFilter(self)  # hold Space to talk (when not typing)
         self.camera_panel.snapshot_taken.connect(self.attach_qimage)
@@ -166,7 +188,7 @@ class MainWindow(QMainWindow):
         self.new_chat_action.triggered.connect(self.new_chat)
         self.settings_action = QAction("Settings…", self)
         self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
-        self.settings_action.triggered.connect(self.open_settings)
+        self.settings_action.triggered.connect(lambda: self.open_settings())
         self.models_action = QAction("Models…", self)
         self.models_action.setShortcut(QKeySequence("Ctrl+Shift+M"))
         self.models_action.setToolTip("Download, choose, unload and delete models; device, precision, offline")
@@ -188,6 +210,14 @@ class MainWindow(QMainWindow):
         self.speak_action.setShortcut(QKeySequence("Ctrl+M"))
         self.speak_action.setToolTip("Read replies aloud (Ctrl+M mutes)")
         self.speak_action.toggled.connect(self.set_speaking)
+        self.figures_action = QAction("Reply figures", self)
+        self.figures_action.setCheckable(True)
+        self.figures_action.setChecked(self.settings.show_reply_figures)
+        self.figures_action.setShortcut(QKeySequence("Ctrl+Shift+F"))
+        self.figures_action.setToolTip("Show under each reply how long the first word took and the tokens per second")
+        self.figures_action.toggled.connect(
+            lambda on: self.apply_settings(self.settings.replace(show_reply_figures=on)))
+        self.addAction(self.figures_action)
         self.import_action = QAction("Import…", self)
         self.import_action.setToolTip("Import a chat exported as JSON")
         self.import_action.triggered.connect(self.import_conversation)
@@ -197,22 +227,38 @@ class MainWindow(QMainWindow):
         bar.addAction(self.settings_action)
         bar.addAction(self.models_action)
         bar.addAction(self.speak_action)
+        bar.addAction(self.figures_action)
         bar.addAction(self.import_action)
         self.addAction(self.stop_action)
         self.addAction(self.attach_action)
+        from ui.dialogs.shortcuts import show_shortcuts
+
+        self.shortcuts_action = QAction("Keyboard shortcuts", self)
+        self.shortcuts_action.setShortcuts([QKeySequence(Qt.Key.Key_F1), QKeySequence("Ctrl+/")])
+        self.shortcuts_action.setToolTip("Every keyboard shortcut of the window (F1)")
+        self.shortcuts_action.setIconText("Shortcuts")
+        self.shortcuts_action.triggered.connect(lambda: show_shortcuts(self))
+        self.addAction(self.shortcuts_action)
+        bar.addAction(self.shortcuts_action)
 
     def _build_body(self) -> None:
         central = QWidget()
+        central.setObjectName("chatColumn")
+        central.setMinimumWidth(CHAT_MIN_WIDTH)  # a splitter drag or a wide device panel never squeezes the chat
+        self.chat_column = central
         column = QVBoxLayout(central)
         column.setContentsMargins(8, 4, 8, 8)
-        self.chat = ChatView()
+        self.chat = ChatView(model_info=lambda: (self.settings.generator_name, self.settings.generator_place))
         column.addWidget(self.chat, 1)
         self.attachments = Attachments()
         column.addWidget(self.attachments)
         row = QHBoxLayout()
-        self.attach_button = QPushButton("Image…")
+        self.attach_button = QPushButton("Attach image…")
         self.attach_button.setObjectName("attachButton")
+        self.attach_button.setIcon(QIcon.fromTheme(
+            "mail-attachment", self.style().standardIcon(QStyle.StandardPixmap.SP_FileIcon)))
         self.attach_button.setToolTip("Attach images (Ctrl+O); you can also paste or drop them")
+        self.attach_button.setAccessibleName("Attach image")
         self.attach_button.clicked.connect(self.choose_images)
         self.prompt = PromptEdit()
         self.prompt.setFixedHeight(84)
@@ -221,43 +267,63 @@ class MainWindow(QMainWindow):
         self.prompt.files_pasted.connect(self.attach_files)
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("sendButton")
+        self.send_button.setAccessibleName("Send message")
+        self.send_button.setToolTip("Send the message (Enter)")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(self.send)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stopButton")
         self.stop_button.setToolTip("Stop the answer (Esc)")
+        self.stop_button.setAccessibleName("Stop the answer")
         self.stop_button.clicked.connect(self.stop)
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.prompt, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
         column.addLayout(row)
-        splitter = QSplitter()
+        splitter = PanelSplitter()
+        splitter.setObjectName("mainSplitter")
+        splitter.main = central  # a narrower window narrows the side panels before the chat
+        splitter.setChildrenCollapsible(False)  # a drag never hides a panel; the devices fold with their arrow
         if self.sidebar is not None:
             splitter.addWidget(self.sidebar)
         splitter.addWidget(central)
-        devices = QWidget()
-        devices.setObjectName("devicesColumn")
-        device_column = QVBoxLayout(devices)
-        device_column.setContentsMargins(0, 0, 0, 0)
-        device_column.addWidget(self.camera_panel, 1)
-        device_column.addWidget(self.mic_panel)
-        splitter.addWidget(devices)
-        splitter.setStretchFactor(splitter.indexOf(central), 1)
-        splitter.setSizes([240, 700, 320] if self.sidebar is not None else [700, 320])
+        self.devices = DevicesColumn([self.camera_panel, self.mic_panel])
+        splitter.addWidget(self.devices)
+        for index in range(splitter.count()):
+            splitter.setStretchFactor(index, 1 if splitter.widget(index) is central else 0)
+        splitter.setSizes([200, 700, 280] if self.sidebar is not None else [700, 280])
+        self.splitter = splitter
         self.setCentralWidget(splitter)
+        # Tab: the sidebar, then the message, Send (or Stop), attach, then the devices column.
+        camera, mic = self.camera_panel, self.mic_panel
+        chain = [self.prompt, self.send_button, self.stop_button, self.attach_button, self.devices.fold_button,
+                 camera.toggle, camera.source, camera.browse, camera.mirror, camera.snapshot, camera.include,
+                 mic.toggle, mic.source, mic.talk, mic.hands_free, mic.wake_word]
+        if self.sidebar is not None:
+            chain = [self.sidebar.new_button, self.sidebar.search, self.sidebar.list, *chain]
+        for first, second in zip(chain, chain[1:]):
+            QWidget.setTabOrder(first, second)
         self.prompt.setFocus()
 
     def _build_status_line(self) -> None:
         status = self.statusBar()
         self.state_label = QLabel()
         self.state_label.setObjectName("stateLabel")
+        self.state_label.setAccessibleName("Status")
+        # A passing notice ("Ready — Exported to …") goes back to the bare state after a while.
+        self.status_notice_ms = STATUS_NOTICE_MS
+        self._status_plain = ""  # the state line without its notice
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.timeout.connect(lambda: self.state_label.setText(self._status_plain))
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(180)
         self.progress.setTextVisible(True)
         self.progress.hide()
         self.model_label = QLabel()
         self.model_label.setObjectName("modelLabel")
+        self.model_label.setAccessibleName("Model and device")
         status.addWidget(self.state_label, 1)
         status.addWidget(self.progress)
         self.speech_label = QLabel()
@@ -274,6 +340,11 @@ class MainWindow(QMainWindow):
             text = f"{text}: {event.detail}"
         elif event.state is State.READY and event.detail and event.detail != "Ready":
             text = f"Ready — {event.detail}"
+        self._status_plain = _STATE_TEXT[event.state]
+        if text != self._status_plain and event.state is State.READY:
+            self._notice_timer.start(self.status_notice_ms)  # a passing notice: it does not linger
+        else:
+            self._notice_timer.stop()
         self.state_label.setText(text)
         self.state_label.setProperty("state", event.state.name.lower())
         self.state_label.style().unpolish(self.state_label)
@@ -308,150 +379,19 @@ class MainWindow(QMainWindow):
                 self.speak_action.setChecked(False)
                 self.speak_action.blockSignals(False)
 
-    # -- voice in -------------------------------------------------------------------------
-
-    @Slot(bool)
-    def set_listening(self, on: bool) -> None:
-        self.mic_panel.set_on(on)
-        if on:
-            if self.bridge.listener is None:
-                self.bridge.start_listening()
-                self.mic_panel.show_mode(self.bridge.session.listening_mode)
-        else:
-            self.bridge.stop_listening()
-
-    @Slot(bool)
-    def set_hands_free(self, on: bool) -> None:
-        if on != self.settings.hands_free:
-            self.apply_settings(self.settings.replace(hands_free=on))
-        if on and self.bridge.listener is None:
-            self.set_listening(True)
-
-    @Slot(bool)
-    def push_to_talk(self, pressed: bool) -> None:
-        if pressed and self.bridge.listener is None:
-            self.set_listening(True)
-        self.bridge.push_to_talk(pressed)
-
-    @Slot(object)
-    def on_utterance(self, utterance: Utterance) -> None:
-        """Something was said: it goes through the pipeline like typed text, camera frames included."""
-        self.bridge.submit_utterance(utterance, self.camera_panel.frames_for_question())
-
-    @Slot(object)
-    def on_transcribed(self, event: Transcribed) -> None:
-        if not event.text:
-            self.mic_panel.show_notice("Didn't catch that: no words were recognized.")
-            return
-        self.chat.add_user(event.turn_id, event.text, [])
-        self.chat.add_assistant(event.turn_id)
-
-    @Slot(object)
-    def on_listen_event(self, event: ListenEvent) -> None:
-        if event.kind == "error":
-            self.bridge.stop_listening()
-            self.mic_panel.set_on(False)
-            self.chat.add_notice(f"Microphone: {event.text}", "warning")
-        elif event.kind == "lost":
-            self.chat.add_notice(f"Microphone: {event.text} Trying to reconnect…", "warning")
-        elif event.kind == "reconnected":
-            self.mic_panel.show_notice(f"{event.text} is back.")
-        elif event.kind == "dropped":
-            self.mic_panel.show_notice(event.text)
-        elif event.kind == "ended":
-            self.bridge.stop_listening()
-            self.mic_panel.set_on(False)
-            self.mic_panel.show_notice(f"The recording {event.text} has ended.")
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        """Hold Space to talk, unless the keyboard is typing into something."""
-        kind = event.type()
-        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
-            return False
-        if event.key() != Qt.Key.Key_Space or event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
-            return False
-        if not self.isActiveWindow() and QApplication.activeWindow() is not None:
-            return False
-        focus = QApplication.focusWidget()
-        if isinstance(focus, (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)):
-            if not (isinstance(focus, QTextEdit) and focus.isReadOnly()):
-                return False
-        if event.isAutoRepeat():
-            return True
-        pressed = kind == QEvent.Type.KeyPress
-        if pressed != self._space_talking:
-            self._space_talking = pressed
-            self.push_to_talk(pressed)
-        return True
-
-    @Slot(object)
-    def on_conversation_opened(self, event: ConversationOpened) -> None:
-        """Show a saved conversation; the engine already gave the model its history."""
-        self.chat.clear()
-        for message in event.messages:
-            turn_id = -message.id  # restored messages never collide with live turns
-            if message.role == "user":
-                frames = message.meta.get("frames", [])  # camera frames are the last images
-                split = len(message.images) - len(frames)
-                images = [(image.path.name, QImage(str(image.path))) for image in message.images[:split]]
-                widget = self.chat.add_user(turn_id, message.text, images)
-                if frames:
-                    widget.add_frames([
-                        (QImage(str(image.path)), f"t={f['t']:.1f}s · {f['weight']:.0%}")
-                        for image, f in zip(message.images[split:], frames)
-                    ])
-            elif message.role == "assistant":
-                widget = self.chat.add_assistant(turn_id)
-                widget.set_text(message.text)
-                if message.status == "stopped" and message.meta.get("interrupted"):
-                    widget.finish("stopped", "Interrupted — the app closed while this was being written; "
-                                             "the part written is kept.")
-                elif message.status == "stopped":
-                    widget.finish("stopped", "Stopped — the partial reply is kept.")
-                elif message.status == "failed":
-                    widget.finish("failed", message.meta.get("error", "This reply failed."))
-                else:
-                    widget.finish("done")
-        self.setWindowTitle(f"{event.title} — {APP_TITLE}" if event.title else APP_TITLE)
-        self.prompt.setFocus()
-
     @Slot(object)
     def on_frames_chosen(self, event: FramesChosen) -> None:
         message = self.chat.message("user", event.turn_id)
         if message is not None and event.chosen:
-            message.add_frames([
-                (frame_to_qimage(c.frame), f"t={c.frame.t:.1f}s · {c.weight:.0%}") for c in event.chosen
-            ])
+            message.add_frames(
+                [(frame_to_qimage(c.frame), c.frame.t, c.weight) for c in event.chosen], event.candidates
+            )
 
     @Slot(bool)
     def _camera_source_used(self, on: bool) -> None:
         source = self.camera_panel.source.currentText().strip()
         if on and source and source != self.settings.camera:
             self.apply_settings(self.settings.replace(camera=source))
-
-    @Slot(str)
-    def search(self, query: str) -> None:
-        if query:
-            self.bridge.search(query)
-        else:
-            self.bridge.list_conversations()
-
-    @Slot(int, str)
-    def export_conversation(self, conversation_id: int, fmt: str) -> None:
-        if fmt == "md":
-            folder = QFileDialog.getExistingDirectory(self, "Export chat as Markdown into folder")
-            if folder:
-                self.bridge.export_conversation(conversation_id, "md", Path(folder))
-        else:
-            path, _ = QFileDialog.getSaveFileName(self, "Export chat as JSON", "chat.json", "JSON (*.json)")
-            if path:
-                self.bridge.export_conversation(conversation_id, "json", Path(path))
-
-    @Slot()
-    def import_conversation(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a chat", "", "JSON (*.json)")
-        if path:
-            self.bridge.import_conversation(Path(path))
 
     @Slot(int, str)
     def on_tokens(self, turn_id: int, text: str) -> None:
@@ -470,27 +410,24 @@ class MainWindow(QMainWindow):
             message.finish("stopped", "Stopped — the partial reply is kept." if reply.text else "Stopped before it began.")
         else:
             message.finish("done")
+        message.set_figures(reply.tokens, reply.seconds, reply.first_token_seconds)
 
-    @Slot(object)
-    def on_error(self, error: ErrorEvent) -> None:
-        message = self.chat.message("assistant", error.turn_id) if error.turn_id is not None else None
-        if message is None:
-            hint = (
-                " Choose another model or device with Models… (Ctrl+Shift+M)."
-                if error.kind is ErrorKind.MODEL_LOAD
-                else ""
-            )
-            self.chat.add_notice(error.message + hint, "warning" if error.kind is ErrorKind.SETTINGS else "error")
-            return
-        if error.partial_text and message.text != error.partial_text:
-            message.set_text(error.partial_text)
-        message.finish("failed", error.message)
+    # First run: what failed to load, said once (see on_error).
+    _held_load_error: ErrorEvent | None = None
+    _last_load_notice: str | None = None
+    _speech_offer = None  # DownloadOffer: the speech model is not downloaded
+    _speech_offer_key: tuple | None = None  # (asr_model, device) it was offered for
+    _chat_offer = None  # DownloadOffer: the chat model is not downloaded
+    _checks: dict | None = None
+
+        # Already listening: the next utterance loads it from the cache.
 
     @Slot(bool)
     def on_busy(self, busy: bool) -> None:
         self.send_button.setVisible(not busy)
         self.stop_button.setVisible(busy)
         self.stop_button.setEnabled(busy)
+        self.chat.set_busy(busy)
 
     # -- user actions -----------------------------------------------------------------
 
@@ -555,60 +492,6 @@ class MainWindow(QMainWindow):
         count = sum(1 for item, _ in self.attachments.items if item.path is None) + 1
         self.attachments.add(ImageInput.from_bytes(png_bytes(image), f"pasted image {count}"), image.copy())
 
-    @Slot()
-    def open_settings(self) -> None:
-        voices = self.bridge.voice.voices if self.bridge.voice is not None else []
-        dialog = SettingsDialog(self.settings, self, voices=voices)
-        if dialog.exec() != SettingsDialog.DialogCode.Accepted:
-            return
-        settings, key = dialog.result_settings(), dialog.api_key_entered()
-        if key is not None:  # to the keyring (never the settings file), before the reload
-            self.bridge.save_api_key(settings.base_url, key)
-        self.apply_settings(settings, reload=key is not None and settings.backend == "openai")
-
-    @Slot()
-    def open_models(self) -> None:
-        """The Models page (one, non-modal: a download goes on while the user chats)."""
-        from ui.dialogs.models import ModelsPage
-
-        if self.models_page is None:
-            self.models_bridge = ModelsBridge(self.paths, parent=self)
-            self.models_page = ModelsPage(self.settings, self.bridge, self.models_bridge, self)
-            self.models_page.settings_chosen.connect(self.apply_settings)
-            self.models_page.server_settings_requested.connect(self.open_settings)
-        else:
-            self.models_page.set_settings(self.settings)
-            self.models_bridge.refresh()
-        self.models_page.show()
-        self.models_page.raise_()
-        self.models_page.activateWindow()
-
-    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
-        """Use ``settings`` now, and save what the user changed.
-
-        Only the changed fields are written over the saved file, so a command-line
-        override of this session (``--model`` …) is never saved by accident.
-        """
-        changed = {
-            f.name: getattr(settings, f.name)
-            for f in dataclasses.fields(Settings)
-            if f.name != "extra" and getattr(settings, f.name) != getattr(self.settings, f.name)
-        }
-        model_choices_changed = (settings.generator_key(), settings.offline) != (
-            self.settings.generator_key(),
-            self.settings.offline,
-        )
-        self.settings = settings
-        self.speak_action.setChecked(settings.speak_replies and self.bridge.voice is not None)
-        if self.persist_settings and changed:
-            try:
-                save_settings(self.paths, load_settings(self.paths).settings.replace(**changed))
-            except OSError as exc:
-                self.chat.add_notice(f"Settings could not be saved: {exc.strerror or exc}", "error")
-        self.bridge.apply_settings(settings, reload)
-        if self.models_page is not None and model_choices_changed:
-            self.models_page.set_settings(settings)
-
     # -- drag and drop, closing ------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
@@ -629,6 +512,7 @@ class MainWindow(QMainWindow):
         first = not self._closing
         if first:
             self._closing = True
+            self._save_layout()  # while the window still shows as the user left it
             app = QApplication.instance()
             if app is not None:
                 app.removeEventFilter(self)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QFileDialog,
+    QFrame,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -40,6 +42,7 @@ from assistant.models.hub import (
 )
 from assistant.events import State, StatusEvent
 from assistant.models.cache import CachedModel, CacheListing
+from assistant.models.recommended import RECOMMENDED, Machine, Verdict, fit, gb
 from assistant.settings import (
     DEFAULT_MODEL,
     DEVICES,
@@ -49,6 +52,7 @@ from assistant.settings import (
     SettingsError,
 )
 
+from ui.dialogs.settings import BACKEND_CHOICES, RUNS_ON
 from ui.workers.models import ModelsBridge
 from ui.workers.pipeline import SessionBridge
 
@@ -88,7 +92,16 @@ class ModelsPage(QDialog):
         self._settings = settings
         self.listing: CacheListing | None = None
         self.capabilities: dict | None = None
-        column = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        # Everything but Close scrolls: on a small screen no group is squeezed.
+        scroll = QScrollArea()
+        scroll.setObjectName("modelsScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self._build_recommended())
         column.addWidget(self._build_choice())
         column.addWidget(self._build_loaded())
         column.addWidget(self._build_download())
@@ -98,12 +111,19 @@ class ModelsPage(QDialog):
         self.problem.setWordWrap(True)
         self.problem.hide()
         column.addWidget(self.problem)
+        scroll.setWidget(content)
+        outer.addWidget(scroll, 1)
+        column = outer
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(close)
         column.addLayout(row)
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        wanted = content.sizeHint().height() + 80
+        self.resize(max(self.minimumWidth(), content.sizeHint().width() + 40),
+                    min(wanted, int(screen.height() * 0.9)) if screen is not None else wanted)
 
         bridge.status_changed.connect(self.show_status)
         models.listed.connect(self.show_listing)
@@ -122,13 +142,110 @@ class ModelsPage(QDialog):
 
     # -- layout -------------------------------------------------------------------------
 
+    def _build_recommended(self) -> QGroupBox:
+        box = QGroupBox("Models for this computer")
+        column = QVBoxLayout(box)
+        self.machine_label = QLabel("Measuring this computer's memory…")
+        self.machine_label.setObjectName("hint")
+        self.machine_label.setWordWrap(True)
+        column.addWidget(self.machine_label)
+        self.recommended = QTreeWidget()
+        self.recommended.setObjectName("recommendedModels")
+        self.recommended.setAccessibleName("Recommended models")
+        self.recommended.setHeaderLabels(["Model", "Download", "Memory needed", "On this computer", ""])
+        self.recommended.setRootIsDecorated(False)
+        self.recommended.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        header = self.recommended.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for section in (1, 2, 3, 4):
+            header.setSectionResizeMode(section, QHeaderView.ResizeMode.ResizeToContents)
+        self.recommended.headerItem().setToolTip(2, "At the precision the settings below would load it in, "
+                                                    "with room to answer; approximate")
+        self.recommended_buttons: dict[str, QPushButton] = {}
+        for entry in RECOMMENDED:
+            item = QTreeWidgetItem([entry.title, f"≈ {human_bytes(entry.download_bytes)}", "…", "…", ""])
+            item.setData(0, Qt.ItemDataRole.UserRole, entry.repo_id)
+            item.setToolTip(0, f"{entry.repo_id}\n{entry.note}")
+            item.setToolTip(1, "Approximate size of the model's weights on the Hugging Face hub")
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.recommended.addTopLevelItem(item)
+            button = QPushButton("Download")
+            button.setObjectName("recommendedAction")
+            button.clicked.connect(lambda _=False, repo_id=entry.repo_id: self.use_or_download(repo_id))
+            self.recommended.setItemWidget(item, 4, button)
+            self.recommended_buttons[entry.repo_id] = button
+        rows = self.recommended.sizeHintForRow(0) * len(RECOMMENDED) + self.recommended.header().sizeHint().height()
+        self.recommended.setFixedHeight(rows + 2 * self.recommended.frameWidth() + 4)
+        column.addWidget(self.recommended)
+        return box
+
+    def recommended_item(self, repo_id: str) -> QTreeWidgetItem | None:
+        for i in range(self.recommended.topLevelItemCount()):
+            item = self.recommended.topLevelItem(i)
+            if item.data(0, Qt.ItemDataRole.UserRole) == repo_id:
+                return item
+        return None
+
+    def _downloaded(self, repo_id: str) -> bool:
+        return self.listing is not None and any(m.repo_id == repo_id and m.complete for m in self.listing.models)
+
+    def _update_recommended(self) -> None:
+        """Sizes, what fits (with the page's device/precision/quantization), and each entry's action."""
+        machine = Machine.from_capabilities(self.capabilities) if self.capabilities else None
+        device, dtype = self.device.currentText(), self.dtype.currentText()
+        quantization = self.quantization.currentData() or "none"
+        in_use = self._settings.model if self._settings.backend == "local" else None
+        busy = self.models.downloading
+        for entry in RECOMMENDED:
+            item = self.recommended_item(entry.repo_id)
+            button = self.recommended_buttons[entry.repo_id]
+            if machine is not None:
+                verdict = fit(entry, machine, device, dtype, quantization)
+                kind = "GPU memory" if verdict.where == "gpu" else "RAM"
+                item.setText(2, f"≈ {gb(verdict.needed_bytes)} {kind} ({verdict.precision})")
+                item.setText(3, {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.TOO_BIG: "Too big",
+                                 Verdict.UNKNOWN: "Unknown"}[verdict.verdict])
+                item.setToolTip(2, verdict.text)
+                item.setToolTip(3, verdict.text)
+            downloaded = self._downloaded(entry.repo_id)
+            if busy == entry.repo_id:
+                button.setText("Downloading…")
+                button.setEnabled(False)
+            elif entry.repo_id == in_use:
+                button.setText("In use")
+                button.setEnabled(False)
+            elif downloaded:
+                button.setText("Use")
+                button.setEnabled(True)
+            else:
+                button.setText("Download")
+                button.setEnabled(busy is None and self.listing is not None)
+            button.setToolTip(
+                f"Load {entry.repo_id} now (the model in use stays until it has loaded)" if downloaded
+                else f"Download {entry.repo_id} (≈ {human_bytes(entry.download_bytes)}); then Use loads it")
+
+    def use_or_download(self, repo_id: str) -> None:
+        """An entry's one button: download the model, or (once downloaded) use it."""
+        if self._downloaded(repo_id):
+            self.use_model(repo_id)
+        else:
+            self.download(repo_id)
+        self._update_recommended()
+
+    def use_model(self, repo_id: str) -> None:
+        """Run ``repo_id`` on this computer, with the page's device and precision."""
+        self.backend.setCurrentIndex(self.backend.findData("local"))
+        self.model.setCurrentText(repo_id)
+        self.apply()
+
     def _build_choice(self) -> QGroupBox:
         box = QGroupBox("Model and how it runs")
         form = QFormLayout(box)
         self.backend = QComboBox()
-        self.backend.addItem("This computer (transformers)", "local")
-        self.backend.addItem("OpenAI-compatible server (vLLM, Ollama, llama.cpp…)", "openai")
-        self.backend.setToolTip("Where the model runs")
+        for label, value in BACKEND_CHOICES:  # the same words as Settings → Model
+            self.backend.addItem(label, value)
+        self.backend.setToolTip("Where the model runs: in this app (transformers), or on a server")
         self.backend.currentIndexChanged.connect(self._changed)
         self.server_note = QLabel()
         self.server_note.setObjectName("hint")
@@ -139,7 +256,7 @@ class ModelsPage(QDialog):
         server_row = QHBoxLayout()
         server_row.addWidget(self.server_note, 1)
         server_row.addWidget(self.server_button)
-        form.addRow("Runs on", self.backend)
+        form.addRow(RUNS_ON, self.backend)
         form.addRow("", server_row)
         self.model = QComboBox()
         self.model.setEditable(True)
@@ -202,7 +319,7 @@ class ModelsPage(QDialog):
         row = QHBoxLayout()
         self.download_button = QPushButton("Download")
         self.download_button.setToolTip("Download the model named above into the app's model folder")
-        self.download_button.clicked.connect(self.download)
+        self.download_button.clicked.connect(lambda: self.download())
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -312,6 +429,7 @@ class ModelsPage(QDialog):
             changed = True  # Apply then says what is wrong
         self.apply_button.setEnabled(changed)
         self._update_download_button()
+        self._update_recommended()
 
     @Slot()
     def apply(self) -> None:
@@ -341,6 +459,14 @@ class ModelsPage(QDialog):
         else:
             other = " Apple Metal (MPS) is available." if caps.get("mps") else ""
             self.capability_note.setText(f"No CUDA GPU here: models run on the CPU, and 8-/4-bit loading is unavailable.{other}")
+        memory = [f"{gb(caps['ram_bytes'])} RAM"] if caps.get("ram_bytes") else []
+        if caps.get("cuda") and caps.get("gpu_bytes"):
+            memory.append(f"a GPU with {gb(caps['gpu_bytes'])} ({caps.get('cuda_name') or 'CUDA'})")
+        self.machine_label.setText(
+            f"This computer has {' and '.join(memory) or 'an unknown amount of memory'}. Sizes are approximate; "
+            "memory is for the device and precision chosen below."
+        )
+        self._update_recommended()
 
     # -- what is loaded ------------------------------------------------------------------------
 
@@ -355,6 +481,9 @@ class ModelsPage(QDialog):
             self.unload_button.setEnabled(True)
         elif event.state is State.LOADING:
             text = f"Loading {event.model}…"
+            self.unload_button.setEnabled(False)
+        elif event.state is State.ERROR:  # after a failed switch the model in use is loaded again next
+            text = "Loading failed" + (f" — {event.detail}" if event.detail else ".")
             self.unload_button.setEnabled(False)
         else:
             text = "No model is loaded" + (f" — {event.detail}" if event.detail else ".")
@@ -373,19 +502,23 @@ class ModelsPage(QDialog):
         busy = self.models.downloading is not None
         self.download_button.setEnabled(bool(model) and not looks_like_path(model) and not busy)
 
-    @Slot()
-    def download(self) -> None:
-        model = self.model.currentText().strip()
+    def download(self, model: str | None = None) -> bool:
+        """Download ``model`` (None: the one in the Model field); False when one is already running."""
+        model = (model if model is not None else self.model.currentText()).strip()
+        if self.models.downloading is not None:
+            return False
         self.problem.hide()
+        self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress_label.setText(f"Starting the download of {model}…")
-        self.models.download(model, offline=self.offline.isChecked())
+        return self.models.download(model, offline=self.offline.isChecked())
 
     @Slot(bool)
     def _downloading_changed(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
         self._update_download_button()
         self._selection_changed()
+        self._update_recommended()
 
     @Slot(object)
     def show_progress(self, p: Progress) -> None:
@@ -443,6 +576,7 @@ class ModelsPage(QDialog):
         self._fill_model_choices()
         self.model.blockSignals(False)
         self._selection_changed()
+        self._update_recommended()
 
     def selected_model(self) -> CachedModel | None:
         items = self.cached.selectedItems()
@@ -498,3 +632,103 @@ class ModelsPage(QDialog):
     def show_problem(self, message: str) -> None:
         self.problem.setText(message)
         self.problem.show()
+
+
+class DownloadOffer(QWidget):
+    """A model that is not downloaded yet, in a notice: what it is, its size, Download, progress, Cancel.
+
+    The download runs in ``ModelsBridge``'s thread (the Models page's flow); ``ready`` is
+    emitted once the model is in the cache.
+    """
+
+    ready = Signal(str)  # the model, now downloaded
+
+    def __init__(self, models: ModelsBridge, model: str, size_bytes: int, speech: bool = False,
+                 offline: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("downloadOffer")
+        self.models = models
+        self.model = model
+        self.speech = speech
+        self.offline = offline
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 4, 0, 0)
+        row = QHBoxLayout()
+        size = f" (≈ {human_bytes(size_bytes)})" if size_bytes else ""
+        self.download_button = QPushButton(f"Download{size}")
+        self.download_button.setObjectName("offerDownload")
+        self.download_button.setToolTip(f"Download {model} into the app's model folder")
+        self.download_button.clicked.connect(self.start)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the download; Download again continues where it stopped")
+        self.cancel_button.clicked.connect(models.cancel_download)
+        self.cancel_button.hide()
+        row.addWidget(self.download_button)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.cancel_button)
+        row.addStretch(0)
+        column.addLayout(row)
+        self.status = QLabel()
+        self.status.setObjectName("offerStatus")
+        self.status.setWordWrap(True)
+        self.status.hide()
+        column.addWidget(self.status)
+        models.download_progress.connect(self._progress)
+        models.download_finished.connect(self._finished)
+        models.download_failed.connect(self._failed)
+
+    @property
+    def mine(self) -> bool:
+        return self.models.downloading == self.model
+
+    @Slot()
+    def start(self) -> bool:
+        if not self.models.download(self.model, offline=self.offline, speech=self.speech):
+            self._say(f"Another download is running ({self.models.downloading}); try again when it has finished.")
+            return False
+        self.download_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self._say(f"Starting the download of {self.model}…")
+        return True
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.show()
+
+    @Slot(object)
+    def _progress(self, p: Progress) -> None:
+        if not self.mine:
+            return
+        if p.fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(p.fraction * 1000))
+        self._say(progress_text(p))
+
+    @Slot(str, str)
+    def _finished(self, model: str, folder: str) -> None:
+        if model != self.model:
+            return
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(1000)
+        self.cancel_button.hide()
+        self.download_button.setText("Downloaded")
+        self._say(f"{model} is downloaded.")
+        self.ready.emit(model)
+
+    @Slot(str, str, bool)
+    def _failed(self, model: str, message: str, cancelled: bool) -> None:
+        if model != self.model:
+            return
+        self.progress.setRange(0, 1000)
+        self.cancel_button.hide()
+        self.download_button.setEnabled(True)
+        self.download_button.setText("Download again" if cancelled else "Try again")
+        self._say(message)

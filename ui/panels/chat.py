@@ -1,153 +1,100 @@
-"""The conversation view: user turns with thumbnails, assistant replies as markdown."""
+"""The conversation view: user turns with thumbnails, assistant replies as markdown, notices.
+
+Nothing in it is ever wider than the view: text wraps (anywhere, when a word is
+longer than a line), code blocks and too-wide tables scroll sideways inside their
+message, thumbnails wrap onto more rows.  An empty chat shows a welcome.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFont, QImage, QPixmap, QTextDocument
-from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QScrollArea,
-    QSizePolicy,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
-THUMB = 96
+from ui.panels.image_viewer import ImageViewer
+from ui import theme
+from ui.panels.markdown import markdown_to_html
+from ui.panels.message import THUMB, MessageWidget, plural, thumbnail
+from ui.panels.text_view import WrappingText
+from ui.panels.welcome import ModelInfo, Welcome
 
-_MD = QTextDocument.MarkdownFeature
+__all__ = ["THUMB", "ChatView", "MessageWidget", "Notice", "markdown_to_html", "plural", "thumbnail"]
 
 
-def markdown_to_html(text: str, font: QFont | None = None) -> str:
-    """GitHub-flavoured markdown to Qt rich text; raw HTML in the text stays text.
 
-    Code (inline and blocks) comes out in the monospace family; blocks get a
-    shaded background.
-    """
-    doc = QTextDocument()
-    if font is not None:
-        doc.setDefaultFont(font)
-    doc.setMarkdown(text, _MD(_MD.MarkdownDialectGitHub.value | _MD.MarkdownNoHTML.value))
-    return doc.toHtml().replace("<pre style=\"", "<pre style=\" background-color:#eef1f5;")
+class Notice(QFrame):
+    """A note in the conversation (an error, a warning); its text wraps like a message's."""
 
-
-def thumbnail(image: QImage | None, size: int = THUMB) -> QPixmap:
-    if image is None or image.isNull():
-        pix = QPixmap(size, size)
-        pix.fill(Qt.GlobalColor.lightGray)
-        return pix
-    return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
-
-
-class MessageWidget(QFrame):
-    """One message.  ``text`` is the raw text; ``state`` is streaming/done/stopped/failed."""
-
-    def __init__(self, role: str, turn_id: int, images: list[tuple[str, QImage | None]] | None = None) -> None:
+    def __init__(self, text: str, kind: str = "error") -> None:
         super().__init__()
-        self.role = role
-        self.turn_id = turn_id
-        self.text = ""
-        self.state = "streaming" if role == "assistant" else "done"
-        self.image_names = [name for name, _ in images or []]
-        self.frame_captions: list[str] = []
-        self.setObjectName(f"{role}Message")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setObjectName("notice")
+        self.setProperty("kind", kind)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAccessibleName("Warning" if kind == "warning" else "Error" if kind == "error" else "Notice")
+        self.setAccessibleDescription(text)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 8)
-        layout.setSpacing(4)
-        self.header = QLabel("You" if role == "user" else "Assistant")
-        self.header.setObjectName("messageHeader")
-        layout.addWidget(self.header)
-        if images:
-            strip = QHBoxLayout()
-            strip.setSpacing(6)
-            for name, image in images:
-                thumb = QLabel()
-                thumb.setPixmap(thumbnail(image))
-                thumb.setToolTip(name)
-                thumb.setObjectName("thumbnail")
-                strip.addWidget(thumb)
-            strip.addStretch(1)
-            layout.addLayout(strip)
-        self.body = QLabel()
-        self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
-        )
-        self.body.setOpenExternalLinks(True)
-        self.body.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
-        self.body.setTextFormat(Qt.TextFormat.PlainText if role == "user" else Qt.TextFormat.RichText)
-        layout.addWidget(self.body)
-        self.footer = QLabel()
-        self.footer.setObjectName("messageFooter")
-        self.footer.setWordWrap(True)
-        self.footer.hide()
-        layout.addWidget(self.footer)
-        if role == "assistant":
-            self.body.setText("<i>Thinking…</i>")
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.label = WrappingText()
+        self.label.setObjectName("noticeText")
+        self.label.set_plain(text)
+        layout.addWidget(self.label)
 
-    def add_frames(self, frames: list[tuple[QImage, str]]) -> None:
-        """The camera frames that went with this question, each with its caption (time, weight)."""
-        strip = QHBoxLayout()
-        strip.setSpacing(6)
-        for image, caption in frames:
-            cell = QVBoxLayout()
-            thumb = QLabel()
-            thumb.setPixmap(thumbnail(image))
-            thumb.setObjectName("frameThumbnail")
-            label = QLabel(caption)
-            label.setObjectName("frameCaption")
-            cell.addWidget(thumb)
-            cell.addWidget(label)
-            strip.addLayout(cell)
-        strip.addStretch(1)
-        self.layout().insertLayout(self.layout().count() - 2, strip)
-        self.frame_captions = [caption for _, caption in frames]
-
-    def set_text(self, text: str) -> None:
-        self.text = text
-        if self.role == "user":
-            self.body.setText(text)
-            self.body.setVisible(bool(text))
-        else:
-            self.body.setText(markdown_to_html(text, self.body.font()) if text else "")
-
-    def append(self, text: str) -> None:
-        self.set_text(self.text + text)
-
-    def finish(self, state: str, note: str = "") -> None:
-        self.state = state
-        if self.role == "assistant" and not self.text:
-            self.body.setText("")
-            self.body.setVisible(False)
-        if note:
-            self.footer.setText(note)
-            self.footer.setProperty("kind", state)
-            self.footer.show()
-            self.footer.style().unpolish(self.footer)
-            self.footer.style().polish(self.footer)
+    def text(self) -> str:
+        return self.label.text()
 
 
 class ChatView(QScrollArea):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    regenerate_requested = Signal(object)  # MessageWidget: the last reply, to answer again
+    edit_submitted = Signal(object, str)  # MessageWidget (a question) and its new text
+    version_requested = Signal(object, int)  # MessageWidget and -1 / +1: show another version
+
+    def __init__(self, parent: QWidget | None = None, model_info: ModelInfo | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatView")
+        self.setAccessibleName("Conversation")
         self.setWidgetResizable(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Nothing inside is ever wider than the view; should that ever fail, scrolling beats clipping.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self._inner = QWidget()
         self._inner.setObjectName("chatInner")
         self._layout = QVBoxLayout(self._inner)
         self._layout.setContentsMargins(12, 12, 12, 12)
         self._layout.setSpacing(10)
         self._layout.addStretch(1)
+        self.welcome = Welcome(model_info)
+        self._layout.addWidget(self.welcome)
         self.setWidget(self._inner)
         self.messages: list[MessageWidget] = []
-        self.notices: list[QLabel] = []
+        self.notices: list[Notice] = []
+        self.viewer: ImageViewer | None = None
+        self.show_figures = False
+        self.busy = False  # a reply is being written: Edit, Regenerate and ‹ › wait
         self._follow = True
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._track_follow)
         bar.rangeChanged.connect(self._keep_at_bottom)
+        looks = theme.manager()
+        if looks is not None:
+            looks.changed.connect(self._restyle)
+
+    def _restyle(self, _mode: str = "") -> None:
+        for message in self.messages:
+            message.restyle()
+
+    @property
+    def content(self) -> QWidget:
+        """The widget that holds the conversation (never wider than the viewport)."""
+        return self._inner
+
+    def set_model_info(self, model_info: ModelInfo | None) -> None:
+        """Where the welcome reads the model in use: () -> (name, where it runs)."""
+        self.welcome.set_model_info(model_info)
+
+    def set_show_figures(self, on: bool) -> None:
+        """Show or hide every reply's figures line (first word, speed, tokens)."""
+        self.show_figures = on
+        for message in self.messages:
+            message.show_figures(on)
 
     def _track_follow(self, value: int) -> None:
         bar = self.verticalScrollBar()
@@ -158,32 +105,73 @@ class ChatView(QScrollArea):
             self.verticalScrollBar().setValue(maximum)
 
     def _add(self, widget: QWidget) -> None:
+        self.welcome.hide()
         self._layout.addWidget(widget)  # the stretch above keeps a short chat at the bottom
         self._follow = True
-        QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+
+    def _add_message(self, widget: MessageWidget) -> MessageWidget:
+        widget.show_figures(self.show_figures)
+        widget.image_requested.connect(self.show_image)
+        widget.navigate.connect(lambda step, w=widget: self._navigate(w, step))
+        widget.regenerate_requested.connect(lambda w=widget: self.regenerate_requested.emit(w))
+        widget.edit_submitted.connect(lambda text, w=widget: self.edit_submitted.emit(w, text))
+        widget.version_requested.connect(lambda step, w=widget: self.version_requested.emit(w, step))
+        widget.set_actions_enabled(not self.busy)
+        self.messages.append(widget)
+        self._add(widget)
+        self.refresh_actions()
+        return widget
+
+    def set_busy(self, busy: bool) -> None:
+        """While a reply is being written, Edit, Regenerate and ‹ › are off."""
+        self.busy = busy
+        for message in self.messages:
+            message.set_actions_enabled(not busy)
+        self.refresh_actions()
+
+    def refresh_actions(self) -> None:
+        """Regenerate is on the last reply only, once it is written."""
+        last = self.messages[-1] if self.messages else None
+        for message in self.messages:
+            message.show_regenerate(message is last and message.role == "assistant" and message.state != "streaming")
+
+    def remove_after(self, widget: QWidget) -> None:
+        """Take away every message and notice shown after ``widget`` (a question edited)."""
+        at = self._layout.indexOf(widget)
+        if at < 0:
+            return
+        later = [self._layout.itemAt(i).widget() for i in range(at + 1, self._layout.count())]
+        for item in later:
+            if item in self.messages or item in self.notices:
+                self.remove(item)
+
+    def remove(self, widget: QWidget) -> None:
+        """Take one message or notice away (a reply regenerated)."""
+        if widget in self.messages:
+            self.messages.remove(widget)
+        elif widget in self.notices:
+            self.notices.remove(widget)
+        else:
+            return
+        self._layout.removeWidget(widget)
+        widget.hide()
+        widget.deleteLater()
+        self.refresh_actions()
 
     def add_user(self, turn_id: int, text: str, images: list[tuple[str, QImage | None]]) -> MessageWidget:
         widget = MessageWidget("user", turn_id, images)
         widget.set_text(text)
-        self.messages.append(widget)
-        self._add(widget)
-        return widget
+        return self._add_message(widget)
 
     def add_assistant(self, turn_id: int) -> MessageWidget:
-        widget = MessageWidget("assistant", turn_id)
-        self.messages.append(widget)
-        self._add(widget)
-        return widget
+        return self._add_message(MessageWidget("assistant", turn_id))
 
-    def add_notice(self, text: str, kind: str = "error") -> QLabel:
-        label = QLabel(text)
-        label.setObjectName("notice")
-        label.setProperty("kind", kind)
-        label.setWordWrap(True)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.notices.append(label)
-        self._add(label)
-        return label
+    def add_notice(self, text: str, kind: str = "error") -> Notice:
+        notice = Notice(text, kind)
+        self.notices.append(notice)
+        self._add(notice)
+        return notice
 
     def message(self, role: str, turn_id: int) -> MessageWidget | None:
         for widget in reversed(self.messages):
@@ -197,3 +185,32 @@ class ChatView(QScrollArea):
             widget.deleteLater()
         self.messages.clear()
         self.notices.clear()
+        self.welcome.show()
+
+    def show_image(self, image: QImage, name: str = "") -> ImageViewer | None:
+        """Open ``image`` full size (one viewer at a time)."""
+        if image is None or image.isNull():
+            return None
+        if self.viewer is not None:
+            self.viewer.close()
+        self.viewer = viewer = ImageViewer(image, name, self.window())
+        viewer.finished.connect(lambda _result: self._viewer_gone(viewer))
+        viewer.destroyed.connect(lambda _obj=None: self._viewer_gone(viewer))
+        self.viewer.show()
+        self.viewer.raise_()
+        self.viewer.activateWindow()
+        return self.viewer
+
+    def _viewer_gone(self, viewer: ImageViewer) -> None:
+        if self.viewer is viewer:
+            self.viewer = None
+
+    def _navigate(self, widget: MessageWidget, step: int) -> None:
+        """Up/Down on a message moves to the one before or after it."""
+        if widget not in self.messages:
+            return
+        index = self.messages.index(widget) + step
+        if 0 <= index < len(self.messages):
+            target = self.messages[index]
+            target.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.ensureWidgetVisible(target, 0, 0)

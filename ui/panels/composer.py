@@ -41,6 +41,8 @@ class PromptEdit(QPlainTextEdit):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("prompt")
+        self.setAccessibleName("Message")
+        self.setAccessibleDescription("Enter sends, Shift+Enter starts a new line; paste or drop images to attach them")
         self.setPlaceholderText("Ask anything — Enter to send, Shift+Enter for a new line, paste or drop images")
         self.setTabChangesFocus(True)
 
@@ -75,6 +77,7 @@ class Attachments(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("attachments")
+        self.setAccessibleName("Attached images")
         self.items: list[tuple[ImageInput, QImage | None]] = []
         self._row = QHBoxLayout(self)
         self._row.setContentsMargins(0, 0, 0, 0)
@@ -106,9 +109,11 @@ class Attachments(QWidget):
             pic = QLabel()
             pic.setPixmap(thumbnail(preview, 56))
             pic.setToolTip(image.name)
+            pic.setAccessibleName(f"Attached image {image.name}")
             remove = QToolButton()
             remove.setText("✕")
             remove.setToolTip(f"Remove {image.name}")
+            remove.setAccessibleName(f"Remove {image.name}")
             remove.setAutoRaise(True)
             remove.clicked.connect(lambda _=False, i=index: self.remove(i))
             box.addWidget(pic)

@@ -42,6 +42,8 @@ from assistant.encoders.wake_word import (
     wake_words_available,
 )
 
+from ui.panels.elide import PathComboBox
+
 METER_FLOOR_DB = -60  # the meter's left end
 
 _STATE_TEXT = {
@@ -59,13 +61,15 @@ _STATE_TEXT = {
 }
 
 DEFAULT_DEVICE = "Default microphone"
+MIC_TURN_ON = "Turn mic on"
+MIC_TURN_OFF = "Turn mic off"
 FILE_ITEM = "WAV file…"
 ROOM_ITEM = "Simulated echo room…"
 ROOM_CHOICE = "room:"  # the item's data: pick the user's recording, then the spec is room:PATH
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)"
 
 
-NO_WAKE_WORD = "No wake word"
+NO_WAKE_WORD = "None (answer everything)"
 WAKE_FLASH_MS = 1200  # how long the state line lights up when the wake word is heard
 
 
@@ -105,15 +109,17 @@ class MicPanel(QWidget):
         column = QVBoxLayout(self)
         column.setContentsMargins(6, 2, 6, 6)
         top = QHBoxLayout()
-        self.toggle = QPushButton("Mic off")
+        self.toggle = QPushButton(MIC_TURN_ON)
         self.toggle.setObjectName("micToggle")
         self.toggle.setCheckable(True)
         self.toggle.setToolTip("Open the microphone (the level meter shows what it hears)")
         self.toggle.toggled.connect(self._toggled)
-        self.source = QComboBox()
+        self.toggle.setAccessibleName(MIC_TURN_ON)
+        # A recording's path can be long: elided in the middle, in full in the tooltips, never widening the column.
+        self.source = PathComboBox("Microphone: a sound input, a WAV file played as one, or a simulated echo room "
+                                   "(a WAV file of the user, plus the assistant's own voice as a room sends it back)")
         self.source.setObjectName("micSource")
-        self.source.setToolTip("Microphone: a sound input, a WAV file played as one, or a simulated echo room "
-                               "(a WAV file of the user, plus the assistant's own voice as a room sends it back)")
+        self.source.setAccessibleName("Microphone source")
         self.source.addItem(DEFAULT_DEVICE, "")
         if source:
             self.source.addItem(source_label(source), source)
@@ -161,9 +167,14 @@ class MicPanel(QWidget):
                                       "this system (Linux with glibc 2.35+, or Windows)")
         self.wake_word.activated.connect(lambda i: self.wake_word_chosen.emit(self.wake_word.itemData(i)))
         row.addWidget(self.talk)
-        row.addWidget(self.hands_free)
-        row.addWidget(self.wake_word, 1)
+        row.addWidget(self.hands_free, 1)
         column.addLayout(row)
+        wake_row = QHBoxLayout()
+        wake_label = QLabel("Wake word:")
+        wake_label.setBuddy(self.wake_word)
+        wake_row.addWidget(wake_label)
+        wake_row.addWidget(self.wake_word, 1)
+        column.addLayout(wake_row)
         self.state_label = QLabel(_STATE_TEXT[ListenState.OFF])
         self.state_label.setObjectName("micState")
         self.state_label.setWordWrap(True)
@@ -239,15 +250,22 @@ class MicPanel(QWidget):
         self.source.setCurrentIndex(i)
 
     def _toggled(self, on: bool) -> None:
-        self.toggle.setText("Mic on" if on else "Mic off")
+        self._name_toggle(on)
         self.mic_toggled.emit(on)
 
     def set_on(self, on: bool) -> None:
         """Show the microphone as on/off without asking for it again."""
         self.toggle.blockSignals(True)
         self.toggle.setChecked(on)
-        self.toggle.setText("Mic on" if on else "Mic off")
+        self._name_toggle(on)
         self.toggle.blockSignals(False)
+
+    def _name_toggle(self, on: bool) -> None:
+        """The toggle names what clicking it does."""
+        self.toggle.setText(MIC_TURN_OFF if on else MIC_TURN_ON)
+        self.toggle.setAccessibleName(self.toggle.text())
+        self.toggle.setToolTip("Close the microphone" if on
+                               else "Open the microphone (the level meter shows what it hears)")
 
     def show_notice(self, text: str) -> None:
         self.notice = text

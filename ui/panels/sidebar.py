@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+MIN_WIDTH = 160
 
 
 def when(timestamp: float) -> str:
@@ -42,18 +43,25 @@ class Sidebar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("sidebar")
-        self.setMinimumWidth(200)
+        self.setAccessibleName("Saved chats")
+        self.setMinimumWidth(MIN_WIDTH)
         column = QVBoxLayout(self)
         column.setContentsMargins(6, 6, 0, 6)
         self.new_button = QPushButton("+ New chat")
+        self.new_button.setObjectName("newChatButton")
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setToolTip("Start a new chat (Ctrl+N)")
         self.new_button.clicked.connect(self.new_chat_requested)
         column.addWidget(self.new_button)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search all chats…")
         self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search all chats")
         column.addWidget(self.search)
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
+        self.list.setAccessibleName("Saved chats, newest first")
+        self.list.setAccessibleDescription("Enter opens a chat; the context menu renames, exports or deletes it")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemActivated.connect(self._open)

@@ -36,6 +36,8 @@ class _ModelsWorker(QObject):
     download_failed = Signal(str, str, bool)  # model, message, cancelled
     deleted = Signal(str, int)  # model, bytes freed
     failed = Signal(str)  # a scan or delete problem, one line
+    # model, downloaded (or a folder), approximate bytes (0: unknown), speech, why it cannot be fetched now
+    checked = Signal(str, bool, object, bool, str)
 
     def __init__(self, cache_dir, progress_sink) -> None:
         super().__init__()
@@ -61,21 +63,59 @@ class _ModelsWorker(QObject):
 
         from assistant.devices.compute import mps_available
 
+        from assistant.models.recommended import machine_memory
+
         cuda = torch.cuda.is_available()
         self.capabilities.emit({
             "cuda": cuda,
             "cuda_name": torch.cuda.get_device_name(0) if cuda else "",
             "mps": mps_available(),
             "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None,
+            **machine_memory(),  # ram_bytes, gpu_bytes: which recommended models fit
         })
 
-    @Slot(str, object, bool)
-    def download(self, model: str, flag: _CancelFlag, offline: bool) -> None:
+    @Slot(str, str, bool, bool)
+    def check(self, model: str, device: str, speech: bool, offline: bool) -> None:
+        """Is ``model`` downloaded (``speech``: the Whisper model; "" is the default for ``device``),
+        and if not, why it cannot be fetched now: offline, or the hub cannot be reached ("" when it
+        can).  Picking the default speech model imports torch, and the hub is asked once (no retries):
+        here, never on the GUI thread."""
+        from assistant.encoders.asr import default_asr_model
+        from assistant.models.hub import (
+            ALLOW_PATTERNS,
+            ASR_ALLOW_PATTERNS,
+            cached_snapshot,
+            hub_unreachable,
+            looks_like_path,
+            offline_from_environment,
+        )
+        from assistant.models.recommended import find, speech_download_bytes
+
+        model = model.strip() or (default_asr_model(device) if speech else "")
+        patterns = ASR_ALLOW_PATTERNS if speech else ALLOW_PATTERNS
+        ready = not model or looks_like_path(model) or cached_snapshot(model, self.cache_dir, patterns) is not None
+        why = ""
+        if not ready and offline_from_environment():
+            why = "offline mode is on (HF_HUB_OFFLINE)"
+        elif not ready and offline:
+            why = "offline mode is on"
+        elif not ready:
+            unreachable = hub_unreachable(model)
+            why = f"the Hugging Face hub cannot be reached ({unreachable})" if unreachable else ""
+        entry = find(model)
+        size = speech_download_bytes(model) if speech else (entry.download_bytes if entry else None)
+        self.checked.emit(model, ready, size or 0, speech, why)
+
+    @Slot(str, object, bool, bool)
+    def download(self, model: str, flag: _CancelFlag, offline: bool, speech: bool) -> None:
         from assistant.errors import AssistantError, Cancelled
         from assistant.models.cache import download
+        from assistant.models.hub import ALLOW_PATTERNS, ASR_ALLOW_PATTERNS
 
+        patterns = ASR_ALLOW_PATTERNS if speech else ALLOW_PATTERNS
         try:
-            folder = download(model, self.cache_dir, self.progress_sink, flag, offline=offline)
+            folder = download(model, self.cache_dir, self.progress_sink, flag, offline=offline,
+                              allow_patterns=patterns)
         except Cancelled:
             self.download_failed.emit(model, f"Download of {model} cancelled; Download again continues where it stopped.", True)
         except AssistantError as exc:
@@ -115,10 +155,12 @@ class ModelsBridge(QObject):
     deleted = Signal(str, int)
     error = Signal(str)
     downloading_changed = Signal(bool)
+    checked = Signal(str, bool, object, bool, str)  # model, downloaded, bytes (0: unknown), speech, why not now
 
     _scan = Signal()
     _probe = Signal()
-    _download = Signal(str, object, bool)
+    _check = Signal(str, str, bool, bool)
+    _download = Signal(str, object, bool, bool)
     _delete = Signal(str)
 
     def __init__(self, paths: AppPaths, parent: QObject | None = None, poll_ms: int = 100) -> None:
@@ -139,6 +181,8 @@ class ModelsBridge(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._scan.connect(self._worker.scan)
         self._probe.connect(self._worker.probe)
+        self._check.connect(self._worker.check)
+        self._worker.checked.connect(self.checked)
         self._download.connect(self._worker.download)
         self._delete.connect(self._worker.delete)
         self._worker.listed.connect(self.listed)
@@ -157,8 +201,14 @@ class ModelsBridge(QObject):
     def probe(self) -> None:
         self._probe.emit()
 
-    def download(self, model: str, offline: bool = False) -> bool:
-        """Start downloading ``model``; False when a download is already running."""
+    def check(self, model: str, device: str = "auto", speech: bool = False, offline: bool = False) -> None:
+        """Whether ``model`` is downloaded (``speech``: a Whisper model, "" its default), and why it
+        cannot be fetched now: answered by ``checked``."""
+        self._check.emit(model, device, speech, offline)
+
+    def download(self, model: str, offline: bool = False, speech: bool = False) -> bool:
+        """Start downloading ``model`` (``speech``: a Whisper model, whose files differ);
+        False when a download is already running."""
         if self.downloading is not None or self._closed:
             return False
         self.downloading = model.strip()
@@ -167,7 +217,7 @@ class ModelsBridge(QObject):
             self._latest = None
         self._poll.start()
         self.downloading_changed.emit(True)
-        self._download.emit(self.downloading, self._flag, offline)
+        self._download.emit(self.downloading, self._flag, offline, speech)
         return True
 
     def cancel_download(self) -> None:

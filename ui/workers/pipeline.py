@@ -24,6 +24,8 @@ from assistant.events import (
     ErrorKind,
     Event,
     FramesChosen,
+    MessageVersions,
+    ModelKept,
     ReplyFinished,
     SearchResults,
     State,
@@ -103,6 +105,24 @@ class _PipelineWorker(QObject):
         finally:
             self.turn_done.emit(turn.id)
 
+    @Slot(int, int, int)
+    def regenerate(self, reply_turn_id: int, turn_id: int, epoch: int) -> None:
+        try:
+            self.session.regenerate(reply_turn_id, turn_id, epoch)
+        finally:
+            self.turn_done.emit(turn_id)
+
+    @Slot(int, object, int)
+    def edit(self, question_turn_id: int, turn: UserTurn, epoch: int) -> None:
+        try:
+            self.session.edit(question_turn_id, turn, epoch)
+        finally:
+            self.turn_done.emit(turn.id)
+
+    @Slot(str, int, int)
+    def show_version(self, role: str, turn_id: int, step: int) -> None:
+        self.session.show_version(role, turn_id, step)
+
     @Slot(object, object, int, int)
     def answer_utterance(self, samples, frames: tuple, turn_id: int, epoch: int) -> None:
         try:
@@ -156,6 +176,8 @@ class SessionBridge(QObject):
     conversation_opened = Signal(object)  # ConversationOpened
     search_results = Signal(object)  # SearchResults
     frames_chosen = Signal(object)  # FramesChosen
+    model_kept = Signal(object)  # ModelKept: a switch failed, the model in use stays
+    versions = Signal(object)  # MessageVersions: an edited question's or a regenerated reply's
     transcribed = Signal(object)  # Transcribed: what the user said
     listen_event = Signal(object)  # ListenEvent from the listening thread
     utterance_ready = Signal(object)  # Utterance: the window adds camera frames and submits it
@@ -166,6 +188,9 @@ class SessionBridge(QObject):
     _save_key = Signal(str, str)
     _answer = Signal(object, int)
     _answer_utterance = Signal(object, object, int, int)
+    _regenerate = Signal(int, int, int)
+    _edit = Signal(int, object, int)
+    _show_version = Signal(str, int, int)
     _load_recognizer = Signal(int)
     _new_chat = Signal()
     _open = Signal(int)
@@ -215,6 +240,9 @@ class SessionBridge(QObject):
             (self._save_key, self._worker.save_api_key),
             (self._answer, self._worker.answer),
             (self._answer_utterance, self._worker.answer_utterance),
+            (self._regenerate, self._worker.regenerate),
+            (self._edit, self._worker.edit),
+            (self._show_version, self._worker.show_version),
             (self._load_recognizer, self._worker.load_recognizer),
             (self._new_chat, self._worker.new_chat),
             (self._open, self._worker.open_conversation),
@@ -283,6 +311,11 @@ class SessionBridge(QObject):
             return
         self._apply.emit(settings, self.session.stop(), reload)
 
+    def settings_kept(self, settings: Settings) -> None:
+        """The engine kept its model after a failed switch: ``settings`` (with the model in use)
+        are the latest requested again; nothing is reloaded."""
+        self.session.follow_settings(settings)
+
     def save_api_key(self, base_url: str, key: str) -> None:
         """Use ``key`` for the server from now on; it is written to the keyring in the
         pipeline thread (before any reload queued after this), never to the settings file.
@@ -300,6 +333,22 @@ class SessionBridge(QObject):
     def submit(self, turn: UserTurn) -> None:
         self._begin(turn.id)
         self._answer.emit(turn, self.engine.epoch)
+
+    def regenerate(self, reply_turn_id: int, turn_id: int) -> None:
+        """Answer the last question again (streaming under ``turn_id``), in place of the reply
+        shown under ``reply_turn_id``."""
+        self._begin(turn_id)
+        self._regenerate.emit(reply_turn_id, turn_id, self.engine.epoch)
+
+    def edit(self, question_turn_id: int, turn: UserTurn) -> None:
+        """Ask the question shown under ``question_turn_id`` again as ``turn`` (its text), in
+        place of it and everything after it; the answer streams under ``turn.id``."""
+        self._begin(turn.id)
+        self._edit.emit(question_turn_id, turn, self.engine.epoch)
+
+    def show_version(self, role: str, turn_id: int, step: int) -> None:
+        """Show another version of a message (the conversation is opened again with it)."""
+        self._show_version.emit(role, turn_id, step)
 
     def submit_utterance(self, utterance: Utterance, frames: tuple = ()) -> int:
         """Transcribe and answer what the user said (in the pipeline thread); returns its turn id."""
@@ -446,6 +495,10 @@ class SessionBridge(QObject):
             self.search_results.emit(event)
         elif isinstance(event, FramesChosen):
             self.frames_chosen.emit(event)
+        elif isinstance(event, ModelKept):
+            self.model_kept.emit(event)
+        elif isinstance(event, MessageVersions):
+            self.versions.emit(event)
         elif isinstance(event, Transcribed):
             self.transcribed.emit(event)
 
