@@ -382,3 +382,50 @@ def test_the_panel_counts_the_follow_up_window_down(qtbot):
     panel.refresh()
     assert panel.state_label.text().endswith("needed — 3 s")
     panel.shutdown()
+
+
+def test_in_the_echo_room_its_own_hey_jarvis_does_not_wake_it(tmp_path):
+    """The real path, in real time: the assistant's voice plays through a tapped speaker into
+    the simulated echo room (``room:``), saying "Hey Jarvis" twice after a few seconds of other
+    words; echo cancellation (fed by the tap) takes it out, so only the user's own "Hey Jarvis,
+    tell me a joke" afterwards wakes it."""
+    import threading
+    import time
+
+    from assistant.devices.echo_room import RoomSpeaker
+    from assistant.devices.microphone import open_microphone
+    from assistant.devices.playback_tap import TappedSpeaker
+    from assistant.encoders.echo import make_echo_canceller
+
+    its_voice = np.concatenate([phrase("the_weather_is_nice_today"), np.zeros(4000, np.int16),
+                                phrase("the_meeting_starts_at_noon"), np.zeros(4000, np.int16),
+                                phrase("hey_jarvis"), np.zeros(6000, np.int16), phrase("hey_jarvis_slow")])
+    user_at = 0.5 + len(its_voice) / SAMPLE_RATE + 1.5
+    talk = lay_out(tmp_path / "user.wav", [(user_at, "hey_jarvis_tell_me_a_joke")], tail=1.5)
+    mic = open_microphone(f"room:{talk.path}")
+    speaker = TappedSpeaker(RoomSpeaker(), mic.tap)
+    echo = make_echo_canceller(mic.tap, lambda: mic.timeline_position)
+    assert echo is not None
+    utterances, events = [], []
+    listener = VoiceIn(mic, utterances.append, events.append, hands_free=True, echo=echo,
+                       wake_factory=lambda: WakeGate(WakeWordDetector("hey_jarvis"), follow_up=5.0))
+
+    def voice() -> None:
+        origin = mic.timeline.origin
+        time.sleep(max(0.0, origin + 0.5 - time.monotonic()))
+        for i in range(0, len(its_voice), 320):  # 20 ms chunks, each returned when it has sounded
+            speaker.play(its_voice[i:i + 320], SAMPLE_RATE)
+
+    listener.start()
+    deadline = time.monotonic() + 30
+    while mic.timeline.origin is None:  # listening started: the shared clock runs
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    speaking = threading.Thread(target=voice)
+    speaking.start()
+    assert listener.wait_ended(120) and listener.close()
+    speaking.join(30)
+    speaker.close()
+    woken = [e for e in events if e.kind == "wake"]
+    assert len(woken) == 1, [e.kind for e in events]
+    assert len(utterances) == 1 and utterances[0].start >= user_at - 0.3, [u.start for u in utterances]

@@ -69,7 +69,7 @@ ROOM_CHOICE = "room:"  # the item's data: pick the user's recording, then the sp
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.oga *.opus *.mp3 *.aiff *.aif)"
 
 
-NO_WAKE_WORD = "None (answer everything)"
+NO_WAKE_WORD = "Off"
 WAKE_FLASH_MS = 1200  # how long the state line lights up when the wake word is heard
 
 

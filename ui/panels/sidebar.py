@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.panels.message import plural
+
 ID_ROLE = Qt.ItemDataRole.UserRole
 MIN_WIDTH = 160
 
@@ -62,6 +64,8 @@ class Sidebar(QWidget):
         self.list.setObjectName("conversationList")
         self.list.setAccessibleName("Saved chats, newest first")
         self.list.setAccessibleDescription("Enter opens a chat; the context menu renames, exports or deletes it")
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # a long title ends in "…" (its tooltip
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # has all of it)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemActivated.connect(self._open)
@@ -84,7 +88,7 @@ class Sidebar(QWidget):
         self.showing_search = False
         self.list.clear()
         for item in items:
-            row = QListWidgetItem(f"{item.title or 'New chat'}\n{when(item.updated)} · {item.message_count} messages")
+            row = QListWidgetItem(f"{item.title or 'New chat'}\n{when(item.updated)} · {plural(item.message_count, 'message')}")
             row.setData(ID_ROLE, item.id)
             row.setToolTip(item.title)
             self.list.addItem(row)
