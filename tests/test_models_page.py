@@ -271,3 +271,30 @@ def test_a_model_whose_weights_fail_to_load_gives_the_model_in_use_back(qtbot, w
     assert errors and str(broken.name) in errors[0].message
     assert shown and not any("No model is loaded" in text for text in shown), shown
     assert str(tiny_models["causal_lm"]) in page.loaded_label.text()
+
+
+def test_the_first_model_download_can_be_cancelled_from_the_status_line(qtbot, main_window, hub):
+    """A first run downloads the model while the status line shows its progress; Cancel there stops
+    it (no error: the state says it was cancelled), and the next load continues the partial file."""
+    hub.throttle(bytes_per_second=120_000)  # ~3 s for the whole model
+    win = main_window(Settings(model=REPO, device="cpu"), wait_for=State.LOADING)
+    qtbot.waitUntil(lambda: win.progress.isVisible() and win.progress.maximum() == 1000
+                    and win.progress.value() > 50, timeout=20_000)
+    assert win.cancel_load_button.isVisible() and win.cancel_load_button.isEnabled()
+    errors = []
+    win.bridge.error.connect(errors.append)
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=10_000,
+                          check_params_cb=lambda e: e.state is State.UNLOADED):
+        win.cancel_load_button.click()
+    assert "cancelled" in win.state_label.text(), win.state_label.text()
+    assert not win.cancel_load_button.isVisible() and not win.progress.isVisible()
+    assert errors == [] and win.chat.notices == []  # a cancel is not an error
+
+    hub.throttle(bytes_per_second=2_000_000)
+    before = hub.request_count
+    with qtbot.waitSignal(win.bridge.status_changed, timeout=30_000,
+                          check_params_cb=lambda e: e.state is State.READY):
+        win.bridge.load()
+    ranged = [r for r in hub.requests[before:] if r.range and r.path.endswith("/model.safetensors")]
+    assert [r.status for r in ranged] == [206]  # it went on from where the cancel left it
+    assert not win.cancel_load_button.isVisible()

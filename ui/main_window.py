@@ -321,11 +321,22 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
         self.progress.setMaximumWidth(180)
         self.progress.setTextVisible(True)
         self.progress.hide()
+        # While a model loads (the first run downloads it), the loading can be cancelled here.
+        self.cancel_load_button = QPushButton("Cancel")
+        self.cancel_load_button.setObjectName("cancelLoadButton")
+        self.cancel_load_button.setAccessibleName("Cancel loading")
+        self.cancel_load_button.setAccessibleDescription(
+            "Stop loading or downloading the model; a partial download continues next time"
+        )
+        self.cancel_load_button.setToolTip("Stop loading the model (a download continues where it stopped next time)")
+        self.cancel_load_button.clicked.connect(self.stop)
+        self.cancel_load_button.hide()
         self.model_label = QLabel()
         self.model_label.setObjectName("modelLabel")
         self.model_label.setAccessibleName("Model and device")
         status.addWidget(self.state_label, 1)
         status.addWidget(self.progress)
+        status.addWidget(self.cancel_load_button)
         self.speech_label = QLabel()
         self.speech_label.setObjectName("speechLabel")
         status.addPermanentWidget(self.speech_label)
@@ -338,8 +349,8 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
         text = _STATE_TEXT[event.state]
         if event.state in (State.LOADING, State.ERROR) and event.detail:
             text = f"{text}: {event.detail}"
-        elif event.state is State.READY and event.detail and event.detail != "Ready":
-            text = f"Ready — {event.detail}"
+        elif event.state in (State.READY, State.UNLOADED) and event.detail and event.detail != "Ready":
+            text = f"{_STATE_TEXT[event.state]} — {event.detail}"
         self._status_plain = _STATE_TEXT[event.state]
         if text != self._status_plain and event.state is State.READY:
             self._notice_timer.start(self.status_notice_ms)  # a passing notice: it does not linger
@@ -349,6 +360,7 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
         self.state_label.setProperty("state", event.state.name.lower())
         self.state_label.style().unpolish(self.state_label)
         self.state_label.style().polish(self.state_label)
+        self.cancel_load_button.setVisible(event.state is State.LOADING)
         if event.state is State.LOADING:
             self.progress.show()
             if event.progress is None:
