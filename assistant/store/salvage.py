@@ -175,6 +175,9 @@ def _first_readable_start(conn: sqlite3.Connection, query: str, after: int) -> i
         except sqlite3.Error:
             return False
 
+    # The store's ids start at 1: probing the negative half of the key space first would
+    # jump from -1 straight to the largest key, and miss everything between.
+    after = max(after, 0)
     unreadable, step = after, 1
     while True:
         probe = min(after + step, _MAX_KEY)
