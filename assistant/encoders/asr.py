@@ -154,8 +154,11 @@ class TransformersWhisper(SpeechRecognizer):
         dtype = pick_dtype(device, self.dtype_name)
         progress(Progress("load", None, f"Loading speech recognizer {self.model}…"))
         try:
-            self._processor = AutoProcessor.from_pretrained(self.folder)
-            model = WhisperForConditionalGeneration.from_pretrained(self.folder, dtype=dtype)
+            from assistant.models.loading import MODEL_LOAD_LOCK
+
+            with MODEL_LOAD_LOCK:  # from_pretrained is not thread-safe (assistant/models/loading.py)
+                self._processor = AutoProcessor.from_pretrained(self.folder)
+                model = WhisperForConditionalGeneration.from_pretrained(self.folder, dtype=dtype)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"Speech model '{self.model}' could not be loaded: {str(exc).splitlines()[0]}") from None
         self._model = model.to(device).eval()

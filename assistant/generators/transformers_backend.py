@@ -29,6 +29,7 @@ from assistant.devices.compute import (
 )
 from assistant.errors import BadInputError, GenerationError, ModelLoadError, short_message
 from assistant.models.hub import resolve_model
+from assistant.models.loading import MODEL_LOAD_LOCK
 from assistant import garbage
 from assistant.generators.base import (
     BackendInfo,
@@ -201,25 +202,26 @@ class TransformersBackend(GeneratorBackend):
         failure: str | None = None
         model = None
         try:
-            if self.is_vlm:
-                self.processor = AutoProcessor.from_pretrained(folder)
-                self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-                if getattr(self.processor, "image_processor", None) is not None:  # each image prepared once
-                    self.processor.image_processor = CachingImageProcessor(self.processor.image_processor)
-            else:
-                self.tokenizer = self.processor = AutoTokenizer.from_pretrained(folder)
-            if quantization is None:
-                model = model_cls.from_pretrained(folder, config=config, dtype=dtype)
-                model.to(device)
-            else:  # bitsandbytes places the weights itself; a quantized model cannot be moved
-                model = model_cls.from_pretrained(
-                    folder,
-                    config=config,
-                    dtype=dtype,
-                    quantization_config=quantization,
-                    device_map={"": device.index if device.index is not None else 0},
-                )
-            model.eval()
+            with MODEL_LOAD_LOCK:  # from_pretrained is not thread-safe (assistant/models/loading.py)
+                if self.is_vlm:
+                    self.processor = AutoProcessor.from_pretrained(folder)
+                    self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+                    if getattr(self.processor, "image_processor", None) is not None:  # each image prepared once
+                        self.processor.image_processor = CachingImageProcessor(self.processor.image_processor)
+                else:
+                    self.tokenizer = self.processor = AutoTokenizer.from_pretrained(folder)
+                if quantization is None:
+                    model = model_cls.from_pretrained(folder, config=config, dtype=dtype)
+                    model.to(device)
+                else:  # bitsandbytes places the weights itself; a quantized model cannot be moved
+                    model = model_cls.from_pretrained(
+                        folder,
+                        config=config,
+                        dtype=dtype,
+                        quantization_config=quantization,
+                        device_map={"": device.index if device.index is not None else 0},
+                    )
+                model.eval()
         except Exception as exc:  # noqa: BLE001
             model = None
             if is_out_of_memory(exc):
