@@ -3,7 +3,7 @@
 This file parses the flags and hands over to one front end: the window
 (``ui.app``), or a command-line one (``cli``): ``--ask`` answers once,
 ``--chat`` holds a conversation in the terminal, ``--headless`` a spoken one,
-``--export-chat`` prints a saved chat.
+``--export-chat`` prints a saved chat, ``--search`` finds things in the saved chats.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.export import run_export
 
         return run_export(args)
+    if args.search is not None:
+        from cli.search import run_search
+
+        return run_search(args)
     if args.ask is not None:
         from cli.ask import run_ask
 

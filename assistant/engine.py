@@ -41,6 +41,7 @@ from assistant.errors import (
     short_message,
 )
 from assistant.encoders.images import decode_image, encode_jpeg, read_image_bytes
+from assistant.encoders.shared import EncoderChoice, SharedEncoder
 from assistant.garbage import collect
 from assistant.events import (
     ConversationOpened,
@@ -63,6 +64,21 @@ from assistant.events import (
 from assistant.progress import Progress
 from assistant.reply_saving import StreamingSave
 from assistant.settings import GENERATOR_FIELDS, AppPaths, Settings
+
+
+def with_view_labels(text: str, meta: dict | None) -> str:
+    """The question as the model sees it: with what is in view when it was asked, if known."""
+    seen = (meta or {}).get("view_labels")
+    if not seen:
+        return text
+    from assistant.fusion.view_labels import describe
+
+    return f"{text}\n\n(The camera sees: {describe([(label, score) for label, score in seen])}.)".lstrip()
+
+
+def encoder_choice(settings: Settings) -> EncoderChoice:
+    """The image search model the settings name."""
+    return EncoderChoice(settings.search_model.strip(), settings.device, settings.offline)
 from assistant.store.records import describe_storage_error
 
 if TYPE_CHECKING:
@@ -151,6 +167,7 @@ class Engine:
         emit: Callable[[Event], None],
         backend_factory: BackendFactory = default_backend_factory,
         store: HistoryStore | None = None,
+        encoder: SharedEncoder | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
@@ -165,6 +182,12 @@ class Engine:
         self.conversation_id: int | None = None  # created with the first message of a new chat
         self._store_warned = False
         self._selector = None  # the attention-fusion stage, built on first use
+        self._labeler = None  # (key, ViewLabeler): what is in view, sent with a question when asked
+        # The image search model (CLIP/SigLIP), shared with search and the view labels.
+        self.encoder = encoder if encoder is not None else SharedEncoder(paths.models, encoder_choice(settings))
+        # Whether frame relevance may load a downloaded encoder when it is first needed (a
+        # command line); the window loads it in the background and never waits for it here.
+        self.encoder_loads_on_use = True
         self.recognizer: SpeechRecognizer | None = None  # Whisper, loaded with the first utterance
         self._recognizer_key: tuple | None = None
         self._recognizer_lock = threading.Lock()  # one recognition at a time, whichever thread asks
@@ -254,7 +277,8 @@ class Engine:
         self._status(State.ERROR, message)
 
     def unload(self, announce: bool = False) -> None:
-        """Drop the model (and the relevance model) and free their memory.
+        """Drop the model (and the frame selector) and free their memory (the shared image
+        search model stays: search and the view labels use it; ``encoder.close()`` frees it).
 
         Nothing in the engine keeps a reference to the old model: once this returns,
         its weights have been collected and GPU memory handed back to the driver (in the
@@ -374,6 +398,7 @@ class Engine:
         (or when ``reload`` says so: a new API key for the same server)."""
         switch = settings.generator_key() != self.settings.generator_key()
         old, self.settings = self.settings, settings
+        self.encoder.configure(encoder_choice(settings))
         if self._recognizer_key not in (None, (settings.asr_model, settings.device, settings.asr_language)):
             self.unload_recognizer()  # a different speech model: the next utterance loads it
         if switch and self.backend is not None:
@@ -474,7 +499,8 @@ class Engine:
                     images.append(decode_image(image.path.read_bytes(), image.path.name))
                 except (OSError, BadInputError):
                     log.warning("history: image %s of message %s is missing", image.sha256, message.id)
-            said.append(_Said(message.role, message.turn_id, ChatMessage(message.role, message.text, tuple(images)),
+            text = with_view_labels(message.text, message.meta) if message.role == "user" else message.text
+            said.append(_Said(message.role, message.turn_id, ChatMessage(message.role, text, tuple(images)),
                               message.id, failed=message.role == "assistant" and message.status == "failed"))
         self._said = said
         self.chat = _context(said)
@@ -571,6 +597,9 @@ class Engine:
                 self._status(State.READY if self.backend else State.UNLOADED, message)
                 return None
             meta = {"frames": [{"t": round(c.frame.t, 3), "weight": round(c.weight, 4)} for c in chosen]}
+            seen = self._labels_for(chosen)
+            if seen:
+                meta["view_labels"] = [[label, round(score, 3)] for label, score in seen]
         # Saved before the model runs: a crash mid-reply never loses the question.
         new_conversation = self.conversation_id is None
         if new_conversation:
@@ -583,7 +612,7 @@ class Engine:
             )
             if new_conversation:
                 self.list_conversations()
-        user = ChatMessage("user", turn.text, images)
+        user = ChatMessage("user", with_view_labels(turn.text, meta), images)
         self._said.append(_Said("user", turn.id, user, question_id))
         return self._reply(turn.id, user, list(self.chat), conversation, epoch)
 
@@ -752,29 +781,55 @@ class Engine:
 
     def _select_frames(self, turn: UserTurn) -> tuple:
         from assistant.fusion.attention import FrameSelector
+        from assistant.fusion.relevance import ClipRelevance
 
         settings = self.settings
-        key = (settings.camera_frames, settings.attention_temperature, settings.relevance_model)
+        encoder = self._frame_encoder()
+        key = (settings.camera_frames, settings.attention_temperature, id(encoder) if encoder else None)
         if self._selector is None or self._selector_key != key:
-            relevance = None
-            if settings.relevance_model:
-                try:
-                    from assistant.fusion.relevance import ClipRelevance
-
-                    relevance = ClipRelevance(
-                        settings.relevance_model, settings.device, cache_dir=self.paths.models, offline=settings.offline
-                    )
-                except Exception as exc:  # noqa: BLE001 - relevance is optional: carry on without it
-                    log.warning("relevance model failed to load: %s", exc)
-                    self._emit(ErrorEvent(
-                        f"The relevance model '{settings.relevance_model}' could not be loaded ({exc}); "
-                        "frames are chosen by sharpness, novelty and recency.", ErrorKind.MODEL_LOAD))
+            relevance = ClipRelevance(encoder) if encoder is not None else None
             self._selector = FrameSelector(settings.camera_frames, settings.attention_temperature, relevance=relevance)
             self._selector_key = key
         result = self._selector.select(turn.frames, turn.text)
         chosen = tuple(result.chosen)
         self._emit(FramesChosen(turn.id, chosen, len(turn.frames)))
         return chosen
+
+    def _labels_for(self, chosen: tuple) -> list[tuple[str, float]]:
+        """What is in view in the question's main frame (the one with the most weight), named
+        from the user's labels, when the settings say to send it; [] otherwise or when the
+        image search model is not ready (a reply never waits for it)."""
+        if not self.settings.labels_with_question or not chosen:
+            return []
+        from assistant.fusion.view_labels import ViewLabeler
+        from assistant.settings import parse_labels
+
+        encoder = self._frame_encoder()
+        if encoder is None:
+            return []
+        key = (id(encoder), self.settings.view_label_list)
+        if self._labeler is None or self._labeler[0] != key:
+            self._labeler = (key, ViewLabeler(encoder, parse_labels(self.settings.view_label_list)))
+        main = max(chosen, key=lambda c: c.weight)
+        try:
+            return self._labeler[1].label(main.frame.image)
+        except Exception:  # noqa: BLE001 - context is a bonus: the question goes without it
+            log.exception("view labels failed")
+            return []
+
+    def _frame_encoder(self):
+        """The shared image search model for frame relevance, if it is on and can be had
+        without waiting for a download (None: frames are chosen without the question)."""
+        encoder = self.encoder.get()
+        if encoder is not None or not self.encoder_loads_on_use or not self.encoder.choice.on:
+            return encoder
+        if self.encoder.failure() is not None or not self.encoder.is_downloaded():
+            return None  # not downloaded: the search panel offers it; a failure was said once
+        try:
+            return self.encoder.load(download=False)
+        except AssistantError as exc:
+            self._emit(ErrorEvent(f"{exc} Frames are chosen by sharpness, novelty and recency.", ErrorKind.MODEL_LOAD))
+            return None
 
     def save_unanswered(self, turn: UserTurn, reason: str) -> None:
         """A question that could not be asked at all (its model or server could not be loaded):

@@ -7,6 +7,7 @@ is polled between steps (it never waits).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +22,20 @@ class CancelToken(Protocol):
 
 class NeverCancelled:
     cancelled = False
+
+
+class CancelFlag:
+    """A ``CancelToken`` that one thread sets (Cancel, Ctrl+C) and the work polls."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
 
 
 @dataclass(frozen=True)

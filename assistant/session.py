@@ -328,6 +328,7 @@ class Session:
         """Drop the models; call it once nothing runs in the engine's thread any more."""
         self.engine.unload()
         self.engine.unload_recognizer()
+        self.engine.encoder.close()
 
     def close(self) -> None:
         """Devices, then models (for front ends that run the engine in their own thread)."""

@@ -49,6 +49,19 @@ GENERATOR_FIELDS = ("backend", *MODEL_FIELDS, "base_url", "remote_model", "reque
 # wake words that pymicro-wakeword ships (its Model enum); the names are its model ids
 WAKE_WORDS = ("hey_jarvis", "okay_nabu", "hey_mycroft", "alexa")
 THEMES = ("system", "light", "dark")  # the window's look: follow the desktop's light/dark, or fixed
+# The shared contrastive image-text encoder (search, view labels, frame relevance).
+# OpenAI's CLIP ViT-B/32 (MIT): 151 M parameters, a 605 MB download; its vision tower
+# sees 50 tokens an image, about a quarter of the work of a /16 model (see
+# assistant.encoders.contrastive and benchmarks/search.py).
+DEFAULT_SEARCH_MODEL = "openai/clip-vit-base-patch32"
+# What the camera panel's "What's in view" names by default: everyday things on and
+# around a desk.  The user edits the list (Settings… → Camera).
+DEFAULT_VIEW_LABELS = (
+    "person, face, hand, cup, mug, glass, bottle, plate, keyboard, computer mouse, laptop, "
+    "phone, book, paper, pen, scissors, glasses, watch, headphones, remote control, "
+    "plant, flower, cat, dog, chair, lamp, window, door, bag, box, toy, fruit, food, "
+    "receipt, card, coin, key, cable, screen, television, shoe, shirt"
+)
 DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default; Ollama: http://localhost:11434/v1
 
 
@@ -75,7 +88,12 @@ class Settings:
     camera: str = "0"  # device index, video file or stream URL
     camera_frames: int = 2  # how many recent frames go with a question (top-k)
     attention_temperature: float = 0.5  # softmax temperature of the frame attention
-    relevance_model: str = ""  # a CLIP/SigLIP hub id or folder for question-frame relevance; "" = off
+    # The image search model: a CLIP/SigLIP hub id or folder, shared by search, the view
+    # labels and frame relevance; "" = off.
+    search_model: str = DEFAULT_SEARCH_MODEL
+    view_labels: bool = False  # the camera panel names what is in view
+    view_label_list: str = DEFAULT_VIEW_LABELS  # comma-separated labels the view is named from
+    labels_with_question: bool = False  # a question with the camera says what is in view ("mug 0.62, …")
     mirror_camera: bool = True
     mic: str = ""  # microphone: device index or name, or a .wav file; "" is the system's default input
     asr_model: str = ""  # Whisper hub id or folder (transformers or CTranslate2); "" = the default for the device
@@ -129,8 +147,12 @@ class Settings:
             raise SettingsError("speech_rate must be between 40 and 600 words per minute")
         if not isinstance(self.speech_volume, (int, float)) or not 0 <= self.speech_volume <= 1:
             raise SettingsError("speech_volume must be between 0 and 1")
-        if not isinstance(self.camera, str) or not isinstance(self.relevance_model, str):
-            raise SettingsError("camera and relevance_model must be text")
+        if not isinstance(self.camera, str) or not isinstance(self.search_model, str):
+            raise SettingsError("camera and search_model must be text")
+        if not isinstance(self.view_labels, bool) or not isinstance(self.labels_with_question, bool):
+            raise SettingsError("view_labels and labels_with_question must be true or false")
+        if not isinstance(self.view_label_list, str) or not parse_labels(self.view_label_list):
+            raise SettingsError("view_label_list must name at least one thing (comma-separated)")
         if not isinstance(self.camera_frames, int) or not 1 <= self.camera_frames <= 8:
             raise SettingsError("camera_frames must be between 1 and 8")
         if not isinstance(self.attention_temperature, (int, float)) or self.attention_temperature <= 0:
@@ -213,6 +235,7 @@ class Settings:
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         """Settings from a dict; raises ``SettingsError`` when a value is unusable
         (``salvage`` keeps the usable ones instead)."""
+        data = _upgrade(data)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
@@ -229,6 +252,7 @@ class Settings:
             return cls.from_dict(data), []
         except SettingsError:
             pass
+        data = _upgrade(data)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         settings = cls(extra={k: v for k, v in data.items() if k not in names})
         bad: list[str] = []
@@ -238,6 +262,27 @@ class Settings:
             except (SettingsError, TypeError, ValueError):
                 bad.append(name)
         return settings, bad
+
+
+def parse_labels(text: str) -> list[str]:
+    """The labels of a comma-separated list (or one a line), trimmed, empty ones and repeats left out."""
+    labels: list[str] = []
+    for part in re.split(r"[,\n]", text or ""):
+        label = " ".join(part.split())
+        if label and label.casefold() not in (known.casefold() for known in labels):
+            labels.append(label)
+    return labels
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Settings written by older versions, in today's names: ``relevance_model`` (frame
+    relevance only) became the shared ``search_model``."""
+    if "relevance_model" in data and "search_model" not in data:
+        data = dict(data)
+        old = data.pop("relevance_model")
+        if isinstance(old, str) and old.strip():
+            data["search_model"] = old
+    return data
 
 
 @dataclass(frozen=True)

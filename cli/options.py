@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wake-word", metavar="NAME",
                    help="hands-free answers only what is said after this wake word: hey_jarvis (suggested), "
                         "okay_nabu, hey_mycroft or alexa; 'off' answers everything (default: the saved setting)")
+    p.add_argument("--search", metavar="QUERY",
+                   help="search the saved chats by what their pictures show, by meaning and by words: indexes what "
+                        "is not indexed yet (progress on stderr), then prints the best matches, best first, one a "
+                        "line: 'score=… chat=ID message=ID kind=image|text title=…'")
+    p.add_argument("--search-model", metavar="HUB_ID_OR_DIR",
+                   help="the image search model (CLIP or SigLIP: hub id or folder) for --search, and for frame "
+                        "relevance and view labels in --ask, --chat and the window; 'off' turns it off")
     p.add_argument("--no-history", action="store_true", help="do not save this --ask turn in the chat history")
     p.add_argument("--export-chat", metavar="last|ID", help="print a saved conversation to stdout and exit")
     p.add_argument("--format", choices=("json", "md"), default="md", help="format for --export-chat (default: md)")
@@ -110,6 +117,7 @@ def settings_from(args: argparse.Namespace, base: Settings) -> Settings:
         camera=args.camera,
         mic=args.mic,
         asr_model=args.asr_model,
+        search_model=None if args.search_model is None else "" if args.search_model == "off" else args.search_model,
         wake_word=None if args.wake_word is None else "" if args.wake_word == "off" else args.wake_word,
         # A server address or name alone means "use the server".
         backend=args.backend or ("openai" if args.base_url or args.remote_model else None),
@@ -139,8 +147,12 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--data-dir {args.data_dir} is not a folder."
     if args.export_chat is not None and args.export_chat != "last" and not args.export_chat.isdigit():
         return "--export-chat takes 'last' or a conversation number."
-    if sum((args.headless, args.ask is not None, args.chat)) > 1:
-        return "--ask, --chat and --headless are different front ends: choose one."
+    if sum((args.headless, args.ask is not None, args.chat, args.search is not None)) > 1:
+        return "--ask, --chat, --headless and --search are different front ends: choose one."
+    if args.search is not None and not args.search.strip():
+        return "--search needs something to look for, for example --search \"the receipt\"."
+    if args.search is not None and args.search_model == "off":
+        return "--search needs an image search model: leave --search-model out or name one."
     if args.image and args.ask is None:
         return "--image needs --ask (in --chat, type '/image PATH'; in the window, use Attach image…)."
     if args.timings and not args.chat:

@@ -24,8 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.tiny_models import (  # noqa: E402
     build_tiny_causal_lm,
+    build_tiny_clip,
     build_tiny_idefics3,
     build_tiny_llava,
+    build_tiny_siglip,
     build_tiny_whisper,
 )
 
@@ -38,6 +40,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "llava": build_tiny_llava(root / "llava"),
         "causal_lm": build_tiny_causal_lm(root / "causal_lm"),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_search_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random contrastive image-text models (the image search model's architectures)."""
+    root = tmp_path_factory.mktemp("search-models")
+    return {"clip": build_tiny_clip(root / "clip"), "siglip": build_tiny_siglip(root / "siglip")}
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,9 @@ import pytest
 from assistant.devices.camera import CameraSource, Frame
 from assistant.fusion.frame_buffer import FrameBuffer
 from assistant.fusion.attention import FrameSelector, FusionResult, RelevanceScorer
+from assistant.encoders.contrastive import image_key
 from assistant.fusion.relevance import ClipRelevance
+from tests.tiny_models import build_tiny_clip
 from tests.test_camera import SYNTHETIC, synthetic_frames, write_synthetic_video
 
 
@@ -218,47 +220,6 @@ def test_a_failing_relevance_scorer_falls_back(buffered, caplog):
     assert "relevance scoring failed" in caplog.text
 
 
-def build_tiny_clip(path: Path, *, image_size: int = 32, seed: int = 0) -> Path:
-    """Write a tiny random CLIP (text + vision towers, CLIPProcessor) to ``path``."""
-    from tokenizers import processors
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
-
-    from tests.tiny_models import _seeded, _wrap_tokenizer, save_quietly, train_byte_level_bpe
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    specials = ["<|startoftext|>", "<|endoftext|>", "<pad>"]
-    raw = train_byte_level_bpe(vocab_size=400, special_tokens=specials)
-    bos, eos, pad = (raw.token_to_id(t) for t in specials)
-    raw.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)]
-    )
-    tokenizer = _wrap_tokenizer(
-        raw, special_tokens=specials, bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<pad>"
-    )
-    tokenizer.padding_side = "right"  # CLIP pools at the first end-of-text token
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-    processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=64, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
-        ),
-        vision_config=dict(
-            image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2,
-        ),
-        projection_dim=16,
-    )
-    with _seeded(seed):
-        model = CLIPModel(config).eval()
-    save_quietly(model, path)
-    processor.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
@@ -266,6 +227,8 @@ def tiny_clip(tmp_path_factory) -> Path:
 
 def test_clip_relevance_end_to_end_with_a_cache_per_frame(buffered, tiny_clip):
     relevance = ClipRelevance(str(tiny_clip), device="cpu")
+    distinct = len({image_key(f.image) for f in buffered})  # a still scene repeats frames: each runs once
+    assert 1 < distinct <= len(buffered)
     try:
         assert relevance.encoded_frames == 0
         selector = FrameSelector(relevance=relevance)
@@ -273,15 +236,20 @@ def test_clip_relevance_end_to_end_with_a_cache_per_frame(buffered, tiny_clip):
         check_result(first, buffered)
         assert all("relevance" in c.scores for c in first.chosen)
         assert all(-1.0 <= c.scores["relevance"] <= 1.0 for c in first.chosen)
-        assert relevance.encoded_frames == len(buffered)
+        assert relevance.encoded_frames == distinct
 
         # The next turn sees the same frames (and two new ones): only the new ones are encoded.
         again = selector.select(buffered, "And what colour is it?")
-        assert relevance.encoded_frames == len(buffered)  # 0 new
+        assert relevance.encoded_frames == distinct  # 0 new
         check_result(again, buffered)
-        newer = [Frame(image=f.image, t=f.t + 3.0, index=10_000 + i) for i, f in enumerate(buffered[:2])]
+        newer = [Frame(image=f.image[::-1].copy(), t=f.t + 3.0, index=10_000 + i) for i, f in enumerate(buffered[:2])]
         selector.select(buffered[2:] + newer, "And now?")
-        assert relevance.encoded_frames == len(buffered) + 2
+        assert relevance.encoded_frames == distinct + 2
+        # A frame with the same pixels as one seen before (a still scene) is not encoded again:
+        # images are cached by the content hash of their pixels.
+        still = [Frame(image=f.image.copy(), t=f.t + 6.0, index=20_000 + i) for i, f in enumerate(buffered[:3])]
+        selector.select(still, "And now?")
+        assert relevance.encoded_frames == distinct + 2
 
         # Same features for the same frame, cached or not.
         direct = relevance.scores(buffered, "What is on the yellow label?")
@@ -303,10 +271,12 @@ def test_clip_relevance_reports_a_bad_model(tmp_path):
 
 def test_clip_cache_is_bounded(buffered, tiny_clip):
     relevance = ClipRelevance(str(tiny_clip), device="cpu", max_cached=5)
-    relevance.scores(buffered, "what is this?")
-    assert len(relevance._features) == 5
-    relevance.scores(buffered[-5:], "what is this?")
-    assert relevance.encoded_frames == len(buffered)  # the five newest were still cached
+    frames = list({image_key(f.image): f for f in buffered}.values())  # distinct pictures
+    assert len(frames) > 5
+    relevance.scores(frames, "what is this?")
+    assert len(relevance.encoder._images) == 5
+    relevance.scores(frames[-5:], "what is this?")
+    assert relevance.encoded_frames == len(frames)  # the five newest were still cached
     relevance.close()
 
 

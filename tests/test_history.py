@@ -766,7 +766,7 @@ def test_migrations_are_idempotent(tmp_path):
     try:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'messages_fts_%' AND name NOT LIKE 'sqlite_%'")]
-        assert sorted(tables) == ["conversations", "images", "message_images", "messages", "messages_fts"]
+        assert sorted(tables) == ["conversations", "embeddings", "images", "message_images", "messages", "messages_fts"]
     finally:
         raw.close()
 

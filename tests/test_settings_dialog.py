@@ -93,7 +93,8 @@ def test_fields_are_grouped_into_tabs(dialog):
         "Voice": [d.speak, d.voice, d.speech_rate, d.volume, d.mic, d.hands_free, d.wake_word, d.wake_follow_up,
                   d.asr_model, d.asr_language, d.vad_threshold, d.vad_min_silence, d.max_utterance,
                   d.half_duplex, d.echo_cancellation],
-        "Camera": [d.camera, d.mirror_camera, d.camera_frames, d.attention_temperature, d.relevance_model],
+        "Camera": [d.camera, d.mirror_camera, d.camera_frames, d.attention_temperature, d.search_model,
+                   d.view_label_list, d.labels_with_question],
         "Chat": [d.system_prompt, d.theme],
     }
     for title, fields in where.items():
@@ -289,7 +290,7 @@ def test_messages_never_name_internal_fields(dialog, tmp_path):
     d.mic.setText(str(tmp_path / "x.wav"))
     d.asr_model.setCurrentText(str(tmp_path / "folder"))
     d.camera.setText(str(tmp_path / "x.mp4"))
-    d.relevance_model.setText(str(tmp_path / "clip"))
+    d.search_model.setText(str(tmp_path / "clip"))
     d.wake_follow_up.setValue(99)
     problems = d.problems()
     assert "Server address must start with http:// or https://, for example http://localhost:8000/v1." in problems
@@ -336,7 +337,7 @@ def test_every_control_has_an_accessible_name_and_a_labelled_field(dialog):
     labels = {label.buddy(): label.text() for label in d.findChildren(QLabel) if label.buddy() is not None}
     for field in (d.backend, d.model, d.device, d.dtype, d.max_new_tokens, d.base_url, d.remote_model, d.api_key,
                   d.voice, d.speech_rate, d.volume, d.mic, d.wake_word, d.wake_follow_up, d.asr_model,
-                  d.camera, d.camera_frames, d.relevance_model, d.system_prompt, d.theme):
+                  d.camera, d.camera_frames, d.search_model, d.system_prompt, d.theme):
         assert field in labels, field.accessibleName()
         assert labels[field] == field.accessibleName()
     # Inner editors speak with their field's name.

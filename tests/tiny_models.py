@@ -578,3 +578,83 @@ if __name__ == "__main__":  # pragma: no cover - manual use: python tests/tiny_m
     for name, fn in [("idefics3", build_tiny_idefics3), ("llava", build_tiny_llava), ("causal_lm", build_tiny_causal_lm),
                      ("whisper", build_tiny_whisper)]:
         print(name, fn(out / name))
+
+
+def build_tiny_clip(path: Path, *, image_size: int = 32, seed: int = 0, real_shapes: bool = False) -> Path:
+    """Write a tiny random CLIP (text + vision towers, CLIPProcessor) to ``path``.
+
+    ``real_shapes``: openai/clip-vit-base-patch32's shapes instead (transformers'
+    ``CLIPConfig()`` defaults are that model's), random weights: it times like the real one.
+    """
+    from tokenizers import processors
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<|startoftext|>", "<|endoftext|>", "<pad>"]
+    raw = train_byte_level_bpe(vocab_size=400, special_tokens=specials)
+    bos, eos, pad = (raw.token_to_id(t) for t in specials)
+    raw.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)]
+    )
+    tokenizer = _wrap_tokenizer(
+        raw, special_tokens=specials, bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<pad>"
+    )
+    tokenizer.padding_side = "right"  # CLIP pools at the first end-of-text token
+    if real_shapes:
+        image_size = 224
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config = CLIPConfig(text_config=dict(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)) if real_shapes else CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=64, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+        ),
+        vision_config=dict(
+            image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
+        projection_dim=16,
+    )
+    with _seeded(seed):
+        model = CLIPModel(config).eval()
+    save_quietly(model, path)
+    processor.save_pretrained(path)
+    return path
+
+
+def build_tiny_siglip(path: Path, *, image_size: int = 32, seed: int = 0, real_shapes: bool = False) -> Path:
+    """Write a tiny random SigLIP (text + vision towers, a sigmoid head with its bias) to ``path``.
+
+    ``real_shapes``: google/siglip-base-patch16-224's shapes (``SiglipConfig()`` defaults).
+    """
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["</s>", "<pad>", "<unk>"]
+    raw = train_byte_level_bpe(vocab_size=400, special_tokens=specials)
+    eos, pad = raw.token_to_id("</s>"), raw.token_to_id("<pad>")
+    tokenizer = _wrap_tokenizer(raw, special_tokens=specials, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    if real_shapes:
+        image_size = 224
+    image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config = SiglipConfig(text_config=dict(eos_token_id=eos, pad_token_id=pad)) if real_shapes else SiglipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=16, eos_token_id=eos, pad_token_id=pad,
+            projection_size=32,
+        ),
+        vision_config=dict(
+            image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
+    )
+    with _seeded(seed):
+        model = SiglipModel(config).eval()
+    save_quietly(model, path)
+    processor.save_pretrained(path)
+    return path

@@ -65,5 +65,23 @@ _V2 = (
     "CREATE INDEX messages_by_parent ON messages(parent_id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Vectors of the image search model (CLIP/SigLIP) for search by meaning: one per saved
+# image (``item`` is its SHA-256) and one per message text (``item`` is the message id),
+# per model.  An empty ``vector`` marks an item that could not be embedded (a broken
+# file), so it is not tried again.  A message's vector goes when its text changes or it
+# is deleted; an image's when its file is cleaned up.
+# Kept short: the schema's text must fit the database's first page (4 KB), or a damaged
+# page elsewhere can hide every table from salvage.  ``kind`` is 'image' or 'text'.
+_V3 = (
+    "CREATE TABLE embeddings(model TEXT NOT NULL,kind TEXT NOT NULL,item TEXT NOT NULL,"
+    "vector BLOB NOT NULL,PRIMARY KEY(model,kind,item))WITHOUT ROWID",
+    "CREATE TRIGGER emb_msg_del AFTER DELETE ON messages BEGIN "
+    "DELETE FROM embeddings WHERE kind='text' AND item=old.id;END",
+    "CREATE TRIGGER emb_msg_text AFTER UPDATE OF text ON messages BEGIN "
+    "DELETE FROM embeddings WHERE kind='text' AND item=old.id;END",
+    "CREATE TRIGGER emb_img_del AFTER DELETE ON images BEGIN "
+    "DELETE FROM embeddings WHERE kind='image' AND item=old.sha256;END",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.settings import DEFAULT_MODEL, DEVICES, DTYPES, WAKE_WORDS, Settings, SettingsError
+from assistant.settings import DEFAULT_MODEL, DEVICES, DTYPES, WAKE_WORDS, Settings, SettingsError, parse_labels
 from assistant.speech.tts import Voice
 from ui.dialogs.model_lister import ModelLister, _in_flight, wait_for_model_listings
 from ui.dialogs.settings_fields import (
@@ -497,15 +497,39 @@ class SettingsDialog(QDialog):
             page, form, "Frame choice spread",
             FloatBox(Range("Frame choice spread", 0, 10, low_open=True), settings.attention_temperature, 2, 0.1),
             tip="Low: the frames' weights favour the single best frame; high: they are spread more evenly")
-        self.relevance_model = QLineEdit(settings.relevance_model)
-        self.relevance_model.setPlaceholderText("off")
-        self._row(page, form, "Relevance model", self.relevance_model,
-                  tip="A CLIP or SigLIP model (hub id or folder) that scores frames by how well they match the "
-                      "question; empty: off")
-        self._check(self.relevance_model, page,
-                    lambda: folder_problem(self.relevance_model.text(), "Relevance model"))
+        self.search_model = QLineEdit(settings.search_model)
+        self.search_model.setPlaceholderText("off")
+        self._row(page, form, "Image search model", self.search_model,
+                  tip="A CLIP or SigLIP model (hub id or folder): it finds saved pictures and messages by what "
+                      "they show and mean, names what is in view, and picks the camera frames that match the "
+                      "question. Empty: off")
+        self._check(self.search_model, page,
+                    lambda: folder_problem(self.search_model.text(), "Image search model"))
+        # What's in view (the camera panel's box): named from this list.
+        self.view_label_list = QPlainTextEdit(settings.view_label_list)
+        self.view_label_list.setTabChangesFocus(True)
+        self.view_label_list.setFixedHeight(72)
+        self.view_label_list.setPlaceholderText("mug, keyboard, plant, …")
+        caption = self._row(page, form, "Things to look for", self.view_label_list,
+                            tip="What \"What's in view\" on the camera panel can name: things separated by commas")
+        caption.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._check(self.view_label_list, page, self._view_labels_problem)
+        self.view_label_list.textChanged.connect(lambda: self.validate(self.view_label_list))
+        self.labels_with_question = QCheckBox("Say what is in view with each question")
+        self.labels_with_question.setAccessibleName("Say what is in view with each question")
+        self.labels_with_question.setToolTip("A question with camera frames tells the model what its main frame "
+                                             "shows, named from the list above, for example \"mug 0.62, "
+                                             "keyboard 0.21\" (needs the image search model)")
+        self.labels_with_question.setChecked(settings.labels_with_question)
+        form.addRow(self.labels_with_question)
+        self._page_of[self.labels_with_question] = page
         layout.addStretch(1)
         return page
+
+    def _view_labels_problem(self) -> str | None:
+        if parse_labels(self.view_label_list.toPlainText()):
+            return None
+        return "Things to look for is empty: name at least one thing, for example: mug, keyboard, plant."
 
     # -- Chat ----------------------------------------------------------------------------------
 
@@ -661,7 +685,9 @@ class SettingsDialog(QDialog):
             camera=self.camera.text().strip(),
             camera_frames=self.camera_frames.value(),
             attention_temperature=round(self.attention_temperature.value(), 2),
-            relevance_model=self.relevance_model.text().strip(),
+            search_model=self.search_model.text().strip(),
+            view_label_list=", ".join(parse_labels(self.view_label_list.toPlainText())),
+            labels_with_question=self.labels_with_question.isChecked(),
             mirror_camera=self.mirror_camera.isChecked(),
             mic=self.mic.text().strip(),
             backend=self.backend.currentData(),

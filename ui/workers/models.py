@@ -7,24 +7,11 @@ import threading
 
 from PySide6.QtCore import QObject, Signal, Slot, QTimer
 
+from assistant.progress import CancelFlag
 from assistant.settings import AppPaths
 from ui.workers import new_thread
 
 log = logging.getLogger(__name__)
-
-
-class _CancelFlag:
-    """A download's cancel token: set from the GUI thread, polled per chunk by the download."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def set(self) -> None:
-        self._event.set()
 
 
 class _ModelsWorker(QObject):
@@ -107,7 +94,7 @@ class _ModelsWorker(QObject):
         self.checked.emit(model, ready, size or 0, speech, why)
 
     @Slot(str, object, bool, bool)
-    def download(self, model: str, flag: _CancelFlag, offline: bool, speech: bool) -> None:
+    def download(self, model: str, flag: CancelFlag, offline: bool, speech: bool) -> None:
         from assistant.errors import AssistantError, Cancelled
         from assistant.models.cache import download
         from assistant.models.hub import ALLOW_PATTERNS, ASR_ALLOW_PATTERNS
@@ -167,7 +154,7 @@ class ModelsBridge(QObject):
         super().__init__(parent)
         self.paths = paths
         self.downloading: str | None = None  # the hub id being downloaded
-        self._flag: _CancelFlag | None = None
+        self._flag: CancelFlag | None = None
         self._latest = None  # the newest Progress, from any thread
         self._latest_lock = threading.Lock()
         self._closed = False
@@ -212,7 +199,7 @@ class ModelsBridge(QObject):
         if self.downloading is not None or self._closed:
             return False
         self.downloading = model.strip()
-        self._flag = _CancelFlag()
+        self._flag = CancelFlag()
         with self._latest_lock:
             self._latest = None
         self._poll.start()
