@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.engine import BackendFactory, default_backend_factory
+from assistant.engine import BackendFactory, default_backend_factory, encoder_choice
 from assistant.models.hub import human_bytes
 from assistant.events import (
     ErrorEvent,
@@ -46,6 +46,7 @@ from assistant.speech.voice_out import SpeechEvent
 
 from ui.workers.models import ModelsBridge
 from ui.workers.pipeline import SessionBridge
+from ui.workers.search import SearchWorker
 from ui.panels.camera import CameraPanel, frame_to_qimage
 from ui.panels.chat import ChatView
 from ui.panels.composer import Attachments, PromptEdit, image_paths, png_bytes, readable_image
@@ -109,6 +110,15 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
         self.setAcceptDrops(True)
         self.bridge = SessionBridge(settings, paths, backend_factory, parent=self, speaker=speaker, store=store)
         self.sidebar: Sidebar | None = Sidebar() if store is not None else None
+        # The image search model loads in the search thread, in the background: a reply never
+        # waits for it (frame relevance uses it once it is there), and it indexes the history.
+        self.bridge.engine.encoder_loads_on_use = False
+        session = self.bridge.session
+        # It loads in the pipeline thread (between turns): two models loading at once in two
+        # threads break each other (transformers changes process-wide state while loading).
+        self.search_worker = SearchWorker(self.bridge.engine.encoder, self.bridge.engine.store,
+                                          encoder_choice(settings), busy=lambda: session.busy,
+                                          load_thread=self.bridge.pipeline_thread, parent=self)
         self.camera_panel = CameraPanel(settings.camera, settings.mirror_camera)
         self.mic_panel = MicPanel(settings.mic, settings.hands_free, settings.wake_word)
         self.mic_panel.follow(
@@ -168,7 +178,14 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
             sidebar.export_requested.connect(self.export_conversation)
             sidebar.search_changed.connect(self.search)
             sidebar.new_chat_requested.connect(self.new_chat)
+            sidebar.use_picture_requested.connect(self.use_found_picture)
+            sidebar.search_line.retry_requested.connect(self.search_worker.retry)
+            sidebar.search.textChanged.connect(lambda _t: self._show_search_line())
+            self.search_worker.answered.connect(self.on_search_answer)
+            # Something was saved (a question, a reply, an import): index what is new.
+            self.bridge.conversations.connect(lambda _e: self.search_worker.reindex())
             self.bridge.list_conversations()
+        self.search_worker.state_changed.connect(self.on_search_state)
         self.on_status(self.bridge.status)
         self.on_busy(False)
         if startup_notice:
@@ -301,7 +318,8 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
                  camera.toggle, camera.source, camera.browse, camera.mirror, camera.snapshot, camera.include,
                  mic.toggle, mic.source, mic.talk, mic.hands_free, mic.wake_word]
         if self.sidebar is not None:
-            chain = [self.sidebar.new_button, self.sidebar.search, self.sidebar.list, *chain]
+            line = self.sidebar.search_line
+            chain = [self.sidebar.new_button, self.sidebar.search, line.retry_button, self.sidebar.list, *chain]
         for first, second in zip(chain, chain[1:]):
             QWidget.setTabOrder(first, second)
         self.prompt.setFocus()
@@ -520,6 +538,12 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
             self.attach_qimage(QImage(mime.imageData()))
         event.acceptProposedAction()
 
+    def apply_settings(self, settings: Settings, reload: bool = False) -> None:
+        """Use ``settings`` now (``SettingsChoices.apply_settings``); another image search model
+        (or device, or offline mode) is got ready and indexed for in the search thread."""
+        super().apply_settings(settings, reload)
+        self.search_worker.configure(encoder_choice(self.settings))
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         first = not self._closing
         if first:
@@ -536,8 +560,13 @@ class MainWindow(LayoutControls, VoiceControls, ModelOffers, SettingsChoices, Co
         # Bounded waits only: a model load or download that cannot stop half-way is not waited
         # for here.  The window goes at once and closes for good when the work has ended.
         wait_ms = 2000 if first else 0
+        # The search thread first: it uses the shared encoder, which the engine frees with its models.
+        searched = self.search_worker.shutdown(timeout_ms=wait_ms, patience_ms=0)
         ended = self.models_bridge is None or self.models_bridge.shutdown(timeout_ms=wait_ms, patience_ms=0)
-        ended = self.bridge.shutdown(timeout_ms=wait_ms if ended else 0, patience_ms=0) and ended
+        if searched:
+            ended = self.bridge.shutdown(timeout_ms=wait_ms if ended else 0, patience_ms=0) and ended
+        else:
+            ended = False
         if ended:
             event.accept()
             return

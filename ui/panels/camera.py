@@ -9,7 +9,8 @@ The panel shows one state at a time (``state``): "off", "starting", "live",
 "retrying", "ended" or "failed".  The toggle says what clicking it does ("Turn
 camera on" / "Turn camera off"), "● LIVE" shows only while frames arrive, the
 status line says why there is no picture, and Snapshot works only while there
-is a live frame to take.
+is a live frame to take.  "What's in view" names what the newest frame shows
+(``ui/panels/view_labels.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from PySide6.QtWidgets import (
 
 from assistant.devices.camera import CameraSource, CameraStatus, Frame, parse_source
 from assistant.fusion.frame_buffer import FrameBuffer
+from assistant.settings import DEFAULT_VIEW_LABELS, parse_labels
 
 from ui.panels.elide import fit_path_combo
+from ui.panels.view_labels import ViewLabelsControl
 
 PREVIEW_FPS = 30
 TURN_ON = "Turn camera on"
@@ -105,6 +108,9 @@ class CameraPanel(QWidget):
         self.status.setWordWrap(True)
         self.status.hide()
         column.addWidget(self.status)
+        # "What's in view": labels of the newest frame, under the preview (ui/panels/view_labels.py).
+        self.view = ViewLabelsControl(self.buffer, parse_labels(DEFAULT_VIEW_LABELS), parent=self)
+        column.addWidget(self.view.line)
 
         row = QHBoxLayout()
         self.source = QComboBox()
@@ -147,6 +153,7 @@ class CameraPanel(QWidget):
         self.include.setToolTip("While the camera is live, every question you type or say goes with the most "
                                 "useful of the last few seconds of video")
         column.addWidget(self.include)
+        column.addWidget(self.view.box)
 
         self._stopping: list[CameraSource] = []  # turned off; their threads are ending
         self._timer = QTimer(self)
@@ -172,6 +179,7 @@ class CameraPanel(QWidget):
                 buffer=self.buffer,
             )
             self.camera.start()
+            self.view.set_camera_on(True)
             self._timer.start()
             self._refresh()  # "Opening …" at once, not a tick later
         elif not on and self.camera is not None:
@@ -179,6 +187,7 @@ class CameraPanel(QWidget):
             camera, self.camera = self.camera, None
             camera.request_stop()  # never wait on a capture backend here: it is joined at shutdown
             self._stopping = [c for c in self._stopping if not c.stop(timeout=0)] + [camera]
+            self.view.set_camera_on(False)
             self.state = "off"
             self._last_index = -1
             self.preview.setPixmap(QPixmap())
@@ -198,6 +207,7 @@ class CameraPanel(QWidget):
         for camera in self._stopping:
             camera.stop(timeout)
         self._stopping = []
+        self.view.shutdown(timeout)
 
     def _update_controls(self) -> None:
         """Every control from ``state``: one truth (on, off or retrying), and what cannot act is disabled."""
@@ -231,6 +241,7 @@ class CameraPanel(QWidget):
         """On the display timer: the newest frame and the newest status, nothing queued."""
         if self.camera is None:
             return
+        self.view.refresh()
         status = self.camera.status
         last = self._last_status
         if last is None or (status.state, status.detail) != (last.state, last.detail):  # not each fps change

@@ -1,10 +1,12 @@
-"""The conversation sidebar: saved chats newest first, full-text search, rename, delete, export."""
+"""The conversation sidebar: saved chats newest first, search (by words, and by meaning and
+what pictures show when the image search model is ready), rename, delete, export."""
 
 from __future__ import annotations
 
 import time
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QInputDialog,
     QLineEdit,
@@ -18,8 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from ui.panels.message import plural
+from ui.panels.search_results import ResultRow, SearchLine, result_text
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+RESULT_ROLE = Qt.ItemDataRole.UserRole + 1  # a search result's SearchResult
 MIN_WIDTH = 160
 
 
@@ -41,6 +45,7 @@ class Sidebar(QWidget):
     export_requested = Signal(int, str)  # conversation id, "md" | "json"
     search_changed = Signal(str)  # debounced
     new_chat_requested = Signal()
+    use_picture_requested = Signal(object)  # a SearchResult: attach its picture to the next question
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,11 +64,16 @@ class Sidebar(QWidget):
         self.search.setPlaceholderText("Search all chats…")
         self.search.setClearButtonEnabled(True)
         self.search.setAccessibleName("Search all chats")
+        self.search.setToolTip("Find chats by their words; with the image search model, also by meaning "
+                               "and by what their pictures show")
         column.addWidget(self.search)
+        self.search_line = SearchLine()  # meaning search: off / loading / indexing N of M / Download
+        column.addWidget(self.search_line)
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
         self.list.setAccessibleName("Saved chats, newest first")
-        self.list.setAccessibleDescription("Enter opens a chat; the context menu renames, exports or deletes it")
+        self.list.setAccessibleDescription("Enter opens a chat; the context menu renames, exports or deletes it; "
+                                           "on a picture found by search, Ctrl+Enter uses it in this chat")
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # a long title ends in "…" (its tooltip
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # has all of it)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -71,6 +81,12 @@ class Sidebar(QWidget):
         self.list.itemActivated.connect(self._open)
         self.list.itemClicked.connect(self._open)
         column.addWidget(self.list, 1)
+        self.use_action = QAction("Use picture in this chat", self.list)
+        self.use_action.setShortcut(QKeySequence("Ctrl+Return"))
+        self.use_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.use_action.setToolTip("Attach the picture found to your next question (Ctrl+Enter)")
+        self.use_action.triggered.connect(self._use_current)
+        self.list.addAction(self.use_action)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(250)
@@ -112,6 +128,46 @@ class Sidebar(QWidget):
             row.setData(ID_ROLE, hit.conversation_id)
             self.list.addItem(row)
 
+    def show_results(self, query: str, results, thumbnails: dict | None = None) -> None:
+        """Results of the search by meaning, pictures and words (``SearchResult``s, best first),
+        each with its small picture (``thumbnails``: image path -> QImage)."""
+        if query != self.search.text().strip():
+            return  # an answer to an older query
+        if not query:
+            self.show_search(query, ())
+            return
+        self.showing_search = True
+        self.list.clear()
+        if not results:
+            empty = QListWidgetItem(f"Nothing found for “{query}”.")
+            empty.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.list.addItem(empty)
+            return
+        thumbnails = thumbnails or {}
+        for result in results:
+            item = QListWidgetItem()
+            item.setData(ID_ROLE, result.conversation_id)
+            item.setData(RESULT_ROLE, result)
+            said = result_text(result)
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, said)
+            item.setToolTip(said)
+            row = ResultRow(result, thumbnails.get(result.image_path))
+            row.use_requested.connect(self.use_picture_requested)
+            item.setSizeHint(row.sizeHint())
+            self.list.addItem(item)
+            self.list.setItemWidget(item, row)
+
+    def result_rows(self) -> list[ResultRow]:
+        """The search results shown, as rows (empty when the list shows chats)."""
+        rows = [self.list.itemWidget(self.list.item(i)) for i in range(self.list.count())]
+        return [row for row in rows if isinstance(row, ResultRow)]
+
+    def _use_current(self) -> None:
+        item = self.list.currentItem()
+        result = item.data(RESULT_ROLE) if item is not None else None
+        if result is not None and result.kind == "image" and result.image_path:
+            self.use_picture_requested.emit(result)
+
     def _open(self, item: QListWidgetItem) -> None:
         conversation_id = item.data(ID_ROLE)
         if conversation_id is not None and conversation_id != self.current_id:
@@ -123,6 +179,12 @@ class Sidebar(QWidget):
             return
         conversation_id = int(item.data(ID_ROLE))
         menu = QMenu(self)
+        result = item.data(RESULT_ROLE)
+        if result is not None:  # a search result: open its chat, or use its picture here
+            menu.addAction("Open chat", lambda: self._open(item))
+            if result.kind == "image" and result.image_path:
+                menu.addAction("Use picture in this chat", lambda: self.use_picture_requested.emit(result))
+            menu.addSeparator()
         menu.addAction("Rename…", lambda: self.rename(conversation_id))
         menu.addAction("Export as Markdown…", lambda: self.export_requested.emit(conversation_id, "md"))
         menu.addAction("Export as JSON…", lambda: self.export_requested.emit(conversation_id, "json"))

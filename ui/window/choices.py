@@ -15,6 +15,7 @@ from assistant.settings import Settings, load_settings, save_settings
 
 from ui import theme
 from ui.dialogs.settings import SettingsDialog
+from ui.window.view_labels import follow_settings as follow_view_labels
 
 
 class SettingsChoices:
@@ -66,6 +67,7 @@ class SettingsChoices:
         if "camera" in changed and self.camera_panel.source.currentText().strip() != settings.camera:
             self.camera_panel.source.setCurrentText(settings.camera)
             self.camera_panel.restart()
+        follow_view_labels(self, settings, changed)  # "What's in view" (ui/window/view_labels.py)
 
     def _take_settings(self, settings: Settings) -> dict:
         """Make ``settings`` the window's and save the fields that changed (returned).

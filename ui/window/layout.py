@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QToolBar
 
 
 from ui.layout_state import WindowLayout, clamp_to_screen, layout_file, load_layout, save_layout
+from ui.window.view_labels import connect_view_labels
 
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LayoutControls:
         self.devices.collapsed_changed.connect(self._devices_folded)
         self.addAction(self.devices_action)
         self._restore_layout()
+        connect_view_labels(self)  # the camera panel's "What's in view" (ui/window/view_labels.py)
 
     @Slot(bool)
     def set_sidebar_visible(self, visible: bool) -> None:

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.engine import BackendFactory, default_backend_factory
 from assistant.events import (
@@ -365,6 +365,11 @@ class SessionBridge(QObject):
         self.session.begin_turn(turn_id)  # a new question interrupts the spoken answer to the last one
         if not was_busy:
             self.busy_changed.emit(True)
+
+    @property
+    def pipeline_thread(self) -> QThread:
+        """The thread the engine runs in: where models load and turns run, one at a time."""
+        return self._thread
 
     def stop(self) -> None:
         """Stop the reply being generated (between two tokens), any queued turn, and speech."""
