@@ -410,3 +410,31 @@ def test_the_schema_still_fits_the_first_page(tmp_path):
         except sqlite3.OperationalError:
             pytest.skip("this SQLite has no dbstat table")
     assert pages == [(1,)]
+
+
+def test_vectors_are_saved_only_for_things_as_they_were_embedded(store):
+    ids = fill(store)
+    table = VectorTable(store, "fake-clip")
+    pending = table.pending(10)
+    # A reply still being written: its text changed after it was read, so its vector is not kept.
+    store.update_message(ids["sign_a"], "On the left, here it is. And more words now.")
+    texts = dict(pending.texts)
+    assert table.save("text", [(mid, E[4]) for mid in texts], texts=texts) == len(texts) - 1
+    assert table.count_pending() == (3, 1)
+    # A picture whose chat was deleted (and whose row was cleaned up) gets no vector, not even "broken".
+    store.delete_conversation(ids["receipt"])
+    store.prune_images(older_than=-1)
+    shas = [sha for sha, _ in pending.images]
+    assert table.save("image", [(sha, None) for sha in shas]) == 2
+    assert len(shas) == 3
+
+
+def test_vectors_of_another_size_are_dropped_and_embedded_again(store):
+    fill(store)
+    Retriever(store, FakeEncoder(QUERIES)).index()
+    bigger = FakeEncoder(QUERIES)
+    bigger.dim = 7  # the same name, another model (a folder reused)
+    table = VectorTable(store, "fake-clip")
+    items, matrix = table.load("image", 7)
+    assert items == [] and matrix.shape == (0, 7)
+    assert table.count_pending() == (3, 0)  # the pictures are to be embedded again

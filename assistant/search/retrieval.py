@@ -97,9 +97,8 @@ class Retriever:
 
     def load(self) -> None:
         for kind, index in (("image", self.images), ("text", self.texts)):
-            items, matrix = self.table.load(kind)
-            if len(items) and matrix.shape[1] == self.encoder.dim:
-                index.add(items, matrix)
+            items, matrix = self.table.load(kind, self.encoder.dim)
+            index.add(items, matrix)
         self._loaded = True
 
     def pending(self) -> int:

@@ -72,13 +72,15 @@ _V2 = (
 # is deleted; an image's when its file is cleaned up.
 # Kept short: the schema's text must fit the database's first page (4 KB), or a damaged
 # page elsewhere can hide every table from salvage.  ``kind`` is 'image' or 'text'.
+# The key starts with (kind, item), so the triggers find a message's or an image's
+# vectors through it instead of scanning the table.
 _V3 = (
     "CREATE TABLE embeddings(model TEXT NOT NULL,kind TEXT NOT NULL,item TEXT NOT NULL,"
-    "vector BLOB NOT NULL,PRIMARY KEY(model,kind,item))WITHOUT ROWID",
+    "vector BLOB NOT NULL,PRIMARY KEY(kind,item,model))WITHOUT ROWID",
     "CREATE TRIGGER emb_msg_del AFTER DELETE ON messages BEGIN "
-    "DELETE FROM embeddings WHERE kind='text' AND item=old.id;END",
-    "CREATE TRIGGER emb_msg_text AFTER UPDATE OF text ON messages BEGIN "
-    "DELETE FROM embeddings WHERE kind='text' AND item=old.id;END",
+    "DELETE FROM embeddings WHERE kind='text' AND item=CAST(old.id AS TEXT);END",
+    "CREATE TRIGGER emb_msg_text AFTER UPDATE OF text ON messages WHEN old.text IS NOT new.text BEGIN "
+    "DELETE FROM embeddings WHERE kind='text' AND item=CAST(old.id AS TEXT);END",
     "CREATE TRIGGER emb_img_del AFTER DELETE ON images BEGIN "
     "DELETE FROM embeddings WHERE kind='image' AND item=old.sha256;END",
 )

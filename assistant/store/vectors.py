@@ -106,8 +106,13 @@ class VectorTable:
 
     # -- vectors ------------------------------------------------------------------------------
 
-    def save(self, kind: str, items: Iterable[tuple[str | int, np.ndarray | None]]) -> int:
+    def save(self, kind: str, items: Iterable[tuple[str | int, np.ndarray | None]],
+             texts: dict[int, str] | None = None) -> int:
         """Store vectors (None: the item could not be embedded; it is not tried again).
+
+        Only for items that still are as they were embedded: an image whose row is gone (its
+        chat deleted meanwhile) or a message deleted meanwhile gets none, and nor does a
+        message whose text is no longer ``texts[id]`` (a reply still being written).
         Returns how many were written."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
@@ -117,26 +122,39 @@ class VectorTable:
         ]
         if not rows:
             return 0
+        marks = ",".join("?" * len(rows))
         with self.store._write("save search vectors") as conn:
-            if kind == "text":  # a message deleted meanwhile gets no vector
-                alive = {str(r[0]) for r in conn.execute(
-                    f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(rows))})", [int(r[2]) for r in rows])}
+            if kind == "text":
+                now = dict(conn.execute(f"SELECT id, text FROM messages WHERE id IN ({marks})",
+                                        [int(r[2]) for r in rows]))
+                rows = [r for r in rows if int(r[2]) in now
+                        and (texts is None or texts.get(int(r[2])) == now[int(r[2])])]
+            else:
+                alive = {sha for (sha,) in conn.execute(f"SELECT sha256 FROM images WHERE sha256 IN ({marks})",
+                                                        [r[2] for r in rows])}
                 rows = [r for r in rows if r[2] in alive]
             conn.executemany("INSERT OR REPLACE INTO embeddings(model, kind, item, vector) VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
-    def load(self, kind: str) -> tuple[list[str], np.ndarray]:
+    def load(self, kind: str, dim: int) -> tuple[list[str], np.ndarray]:
         """Every stored vector of ``kind`` for this model: (items, matrix n x dim), skipping
-        items that could not be embedded."""
+        items that could not be embedded and vectors of another size (a folder that now
+        holds another model: those are embedded again)."""
         with self.store._read("read search vectors") as conn:
             rows = conn.execute(
-                "SELECT item, vector FROM embeddings WHERE model = ? AND kind = ? AND length(vector) > 0",
-                (self.model, kind),
+                "SELECT item, vector FROM embeddings WHERE kind = ? AND model = ? AND length(vector) > 0",
+                (kind, self.model),
             ).fetchall()
+        wrong = [item for item, blob in rows if len(blob) != 4 * dim]
+        if wrong:
+            with self.store._write("drop search vectors of another size") as conn:
+                conn.executemany("DELETE FROM embeddings WHERE kind = ? AND item = ? AND model = ?",
+                                 [(kind, item, self.model) for item in wrong])
+            rows = [(item, blob) for item, blob in rows if len(blob) == 4 * dim]
         if not rows:
-            return [], np.zeros((0, 0), np.float32)
+            return [], np.zeros((0, dim), np.float32)
         items = [item for item, _ in rows]
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), "<f4").reshape(len(rows), -1)
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), "<f4").reshape(len(rows), dim)
         return items, matrix
 
     # -- where found items are ------------------------------------------------------------------
