@@ -32,3 +32,5 @@ def follow_settings(window, settings: Settings, changed: dict) -> None:
         view.box.setChecked(settings.view_labels)
     if "view_label_list" in changed:
         view.set_labels(parse_labels(settings.view_label_list))
+    if {"search_model", "device", "offline"} & set(changed):
+        view.set_encoder(view.encoder)  # another model: the old one's labels or problem go
