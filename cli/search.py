@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from cli.console import ConsoleProgress, fail, settings_for_run, stop_on_sigterm, warn
-from cli.options import EXIT_INTERRUPTED, EXIT_OK
+from cli.options import EXIT_INTERRUPTED, EXIT_OK, quiet_libraries
 from assistant.events import State, StatusEvent
 from assistant.progress import CancelFlag
 
@@ -26,6 +26,7 @@ def run_search(args: argparse.Namespace) -> int:
     from assistant.store.history import HistoryError, open_history
 
     stop_on_sigterm()
+    quiet_libraries(args.verbose)
     try:
         paths, settings = settings_for_run(args)
     except SettingsError as exc:

@@ -346,6 +346,7 @@ def test_search_on_the_command_line_indexes_then_prints_the_best_matches(tmp_pat
     scores = [float(line.split()[0][6:]) for line in lines]
     assert scores == sorted(scores, reverse=True)
     assert "Indexing pictures and messages for search: 8 of 8" in first.stderr
+    assert "Loading weights" not in first.stderr and "Traceback" not in first.stderr  # no library chatter
     again = search()  # everything is indexed: no indexing, the same answer
     assert again.returncode == 0 and again.stdout == first.stdout and "Indexing" not in again.stderr
 
