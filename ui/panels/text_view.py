@@ -98,14 +98,7 @@ class WrappingText(QTextBrowser):
         return QSize(120, self.height())
 
     def _fit(self, *_args: object) -> None:
-        height = int(self.document().size().height() + 0.999) + 2 * self.frameWidth()
-        bar = self.horizontalScrollBar()
-        if bar.maximum() > 0:
-            height += bar.sizeHint().height()
-        if height != self.height() or self.minimumHeight() != height:
-            self.setFixedHeight(height)
-        if self.verticalScrollBar().value():
-            self.verticalScrollBar().setValue(0)
+        _fit_height(self, int(self.document().size().height() + 0.999) + 2 * self.frameWidth())
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         if not _scroll_sideways_only(self, event):
@@ -190,14 +183,7 @@ class _CodeText(QPlainTextEdit):
 
     def _fit(self, *_args: object) -> None:
         lines = max(1, self.document().blockCount())
-        height = lines * self.fontMetrics().lineSpacing() + int(2 * self.document().documentMargin()) + 2
-        bar = self.horizontalScrollBar()
-        if bar.maximum() > 0:
-            height += bar.sizeHint().height()
-        if height != self.height() or self.minimumHeight() != height:
-            self.setFixedHeight(height)
-        if self.verticalScrollBar().value():
-            self.verticalScrollBar().setValue(0)
+        _fit_height(self, lines * self.fontMetrics().lineSpacing() + int(2 * self.document().documentMargin()) + 2)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         if not _scroll_sideways_only(self, event):
@@ -302,3 +288,15 @@ class ReplyBody(QWidget):
             self._layout.removeWidget(widget)
             widget.deleteLater()
         del self.pieces[index:]
+
+
+def _fit_height(view, height: int) -> None:
+    """Fix ``view``'s height to ``height`` of content plus its sideways scroll bar, if it has
+    one, and keep it scrolled to the top (it never scrolls vertically)."""
+    bar = view.horizontalScrollBar()
+    if bar.maximum() > 0:
+        height += bar.sizeHint().height()
+    if height != view.height() or view.minimumHeight() != height:
+        view.setFixedHeight(height)
+    if view.verticalScrollBar().value():
+        view.verticalScrollBar().setValue(0)
