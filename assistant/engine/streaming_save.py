@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from assistant.engine import Engine
+    from assistant.engine.turns import Engine
 
 
 class StreamingSave:
