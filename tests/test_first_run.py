@@ -28,7 +28,7 @@ from assistant.models.recommended import (
 from assistant.settings import DEFAULT_MODEL, Settings
 from tests.fake_hub import FakeHub, use_fake_hub
 from tests.speech import make_conversation
-from ui.dialogs.models import DownloadOffer
+from ui.panels.download_offer import DownloadOffer
 from ui.dialogs.settings import BACKEND_CHOICES, RUNS_ON, SettingsDialog
 
 DEFAULT_ASR_CPU = "Systran/faster-whisper-base.en"

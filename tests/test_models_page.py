@@ -14,7 +14,7 @@ from assistant.models.cache import download
 from assistant.settings import Settings, load_settings, save_settings
 from tests.test_models import REPO, REPO_DIR, serve_tiny_vlm, wanted_size
 from ui.main_window import MainWindow
-from ui.dialogs.models import progress_text
+from ui.panels.download_offer import progress_text
 
 
 @pytest.fixture

@@ -157,7 +157,7 @@ class ConversationActions:
     @Slot()
     def download_search_model(self, model: str | None = None) -> None:
         """Download the search model (progress and Cancel in the sidebar); it loads when it is in."""
-        from ui.dialogs.models import DownloadOffer
+        from ui.panels.download_offer import DownloadOffer
 
         model = model or self.search_worker.state.model
         if not model or self.sidebar is None:

@@ -89,7 +89,7 @@ class ModelOffers:
 
     @Slot(str, bool, object, bool, str)
     def _model_checked(self, model: str, ready: bool, size: int, speech: bool, why: str) -> None:
-        from ui.dialogs.models import DownloadOffer
+        from ui.panels.download_offer import DownloadOffer
 
         error = self._pending_checks.pop(speech, None)
         if error is None:
