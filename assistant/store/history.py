@@ -23,10 +23,7 @@ GUI's sidebar), open a second ``HistoryStore`` on the same file: WAL lets its
 readers run while the other connection writes, and writers wait for each other
 (``busy_timeout``) instead of failing.
 
-Search uses an FTS5 index with the ``trigram`` tokenizer: any substring of
-three or more characters matches, case-insensitively, in any script (Chinese
-has no spaces between words; ``天气很`` is found inside ``今天天气很好``).
-Query words shorter than three characters fall back to a substring scan.
+Search by words: ``word_search.py``.
 
 Every failure is a :class:`HistoryError` whose message can be shown to a user.
 """
@@ -36,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import stat
 import threading
@@ -65,6 +61,7 @@ from assistant.store.records import (
     PreparedImage,
     prepare_image,
 )
+from assistant.store import word_search
 from assistant.store.salvage import SQLITE_MAGIC, set_aside_and_salvage
 from assistant.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -106,31 +103,6 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
         return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
     text = str(exc).lower()
     return "not a database" in text or "malformed" in text
-
-
-def _contains_folded(text: str | None, needle: str) -> int:
-    return int(needle in (text or "").casefold())
-
-
-def _snippet(text: str, terms: Sequence[str], width: int = 90) -> str:
-    flat = " ".join(text.split())
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)), re.IGNORECASE)
-    first = pattern.search(flat)
-    if first is None or len(flat) <= width:
-        start = 0
-    else:
-        start = max(0, min(first.start() - width // 3, len(flat) - width))
-        space = flat.rfind(" ", max(0, start - 15), start)
-        if space != -1:
-            start = space + 1
-    end = min(len(flat), start + width)
-    if end < len(flat):
-        space = flat.find(" ", end, end + 15)
-        if space != -1:
-            end = space
-    window = flat[start:end]
-    marked = pattern.sub(lambda m: f"«{m.group(0)}»", window)
-    return ("…" if start > 0 else "") + marked + ("…" if end < len(flat) else "")
 
 
 def current_branch(rows: Sequence[tuple[int, int | None, int]]) -> list[tuple[int, int, int]]:
@@ -199,7 +171,7 @@ class HistoryStore:
                 log.warning("history: journal mode is %s, not WAL", mode)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.create_function("history_contains", 2, _contains_folded, deterministic=True)
+            word_search.register(conn)
             self._migrate(conn)
         except HistoryError:
             conn.close()
@@ -602,36 +574,10 @@ class HistoryStore:
         terms = check_text(query).split()
         if not terms or limit <= 0:
             return []
-        long_terms = [t for t in terms if len(t) >= 3]
-        short_terms = [t for t in terms if len(t) < 3]  # the trigram index cannot match these
-        where: list[str] = []
-        params: list[Any] = []
-        if long_terms:
-            where.append("m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)")
-            params.append(" ".join('"' + t.replace('"', '""') + '"' for t in long_terms))
-        for term in short_terms:
-            if term.isascii():  # LIKE is case-insensitive for ASCII, and runs in C
-                where.append("m.text LIKE ? ESCAPE '\\'")
-                params.append("%" + re.sub(r"([%_\\])", r"\\\1", term) + "%")
-            elif term.lower() == term.upper():  # no case (CJK...): a plain substring test
-                where.append("instr(m.text, ?) > 0")
-                params.append(term)
-            else:
-                where.append("history_contains(m.text, ?)")
-                params.append(term.casefold())
-        params.append(int(limit))
+        sql, params = word_search.query(terms, limit)
         with self._read("search the history") as conn:
-            rows = conn.execute(
-                f"""SELECT m.conversation_id, m.id, c.title, m.text, m.created, m.role
-                    FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                    WHERE {' AND '.join(where)}
-                    ORDER BY m.created DESC, m.id DESC LIMIT ?""",
-                params,
-            ).fetchall()
-        return [
-            SearchHit(conv_id, mid, title, _snippet(text, terms), created, role)
-            for conv_id, mid, title, text, created, role in rows
-        ]
+            rows = conn.execute(sql, params).fetchall()
+        return word_search.hits(rows, terms)
 
     def insert_conversation(self, title: str, created: float | None, messages: Sequence[Mapping[str, Any]]) -> int:
         """Add a whole conversation in one transaction (an import); returns its id.
