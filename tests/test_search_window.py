@@ -292,6 +292,31 @@ def test_a_model_not_downloaded_is_offered_once_in_the_sidebar_and_words_still_w
     assert window.chat.notices == []
 
 
+def test_a_search_model_downloaded_on_the_models_page_loads_and_the_offer_goes(
+        qtbot, history, main_window, tiny_models, tiny_search_models, monkeypatch):
+    """The sidebar offers the search model; the user downloads it on the Models page instead:
+    search loads it at once (no Try again, no restart) and the sidebar stops offering it."""
+    from tests.fake_hub import FakeHub, use_fake_hub
+
+    conversation = history.create_conversation()
+    history.add_message(conversation, "user", "the red kite", images=[png_bytes((200, 10, 10))])
+    window = main_window(Settings(model=str(tiny_models["causal_lm"]), device="cpu"), store=history,
+                         persist_settings=False)
+    line = window.sidebar.search_line
+    qtbot.waitUntil(lambda: window.search_worker.state.phase == "missing" and line.offer is not None, timeout=WAIT)
+    with FakeHub() as hub:
+        hub.add_repo(DEFAULT_SEARCH_MODEL, tiny_search_models["clip"])
+        use_fake_hub(monkeypatch, hub, chunk_size=65536)
+        window.models_action.trigger()
+        page = window.models_page
+        assert page is not None and page.isVisible()
+        assert page.download(DEFAULT_SEARCH_MODEL)
+        qtbot.waitUntil(lambda: window.search_worker.state.phase == "ready", timeout=WAIT)
+    qtbot.waitUntil(lambda: indexed(history, DEFAULT_SEARCH_MODEL), timeout=WAIT)
+    assert line.offer is None and window.chat.notices == []
+    page.close()
+
+
 def test_switching_search_off_and_on_in_the_settings(qtbot, history, main_window, tiny_models, tiny_search_models):
     conversation = history.create_conversation()
     history.add_message(conversation, "user", "a green leaf", images=[png_bytes((10, 200, 10))])

@@ -168,12 +168,19 @@ class ConversationActions:
         offer.cancel_button.setAccessibleName("Cancel the download of the image search model")
         offer.progress.setAccessibleName("Image search model download progress")
         offer.status.setWordWrap(True)
-        offer.ready.connect(lambda _model: self.search_worker.retry())
         self._search_offer_model = model
         self.sidebar.search_line.set_offer(offer)
         self._search_tab_order(offer.download_button, offer.cancel_button)
         offer.start()
         offer.cancel_button.setFocus()  # the button clicked went quiet: Cancel is one key away
+
+    @Slot(str, str)
+    def _model_downloaded(self, model: str, _folder: str) -> None:
+        """A model arrived, downloaded from the sidebar or on the Models page: if it is the image
+        search model and search waits for it, it loads now (and the sidebar's offer goes)."""
+        worker = self.search_worker
+        if worker is not None and worker.state.model == model and worker.state.phase in ("missing", "failed"):
+            worker.retry()
 
     def _search_tab_order(self, *controls) -> None:
         """Tab goes from the search box to the sidebar line's buttons, then to the list."""

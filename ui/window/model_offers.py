@@ -65,6 +65,7 @@ class ModelOffers:
         if self.models_bridge is None:
             self.models_bridge = ModelsBridge(self.paths, parent=self)
             self.models_bridge.checked.connect(self._model_checked)
+            self.models_bridge.download_finished.connect(self._model_downloaded)
         return self.models_bridge
 
     def _check_missing_model(self, error: ErrorEvent) -> bool:
