@@ -238,7 +238,10 @@ def test_closing_during_generation_joins_the_thread(qtbot, paths, tiny_models):
     started = time.monotonic()
     window.close()
     elapsed = time.monotonic() - started
-    assert thread.isFinished() and elapsed < 2.0
+    # The reply had ~15 s of tokens left: the thread ended because closing stopped it between
+    # tokens, not because the reply ran out.  (Closing took 1.0 s on an idle machine and
+    # 2.06 s once in CI under load: the bound is generous, and still far below 15 s.)
+    assert thread.isFinished() and elapsed < 8.0, elapsed
     window.deleteLater()
 
 
