@@ -120,7 +120,7 @@ def test_abort_during_a_write_waits_for_nothing_and_drops_the_buffer(card):
     assert card.in_write.wait(10)
     started = time.monotonic()
     speaker.abort()  # the GUI thread, while the speech thread is inside write()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # the write never ends by itself: waiting would hang
     assert card.touched_during_write == [] and not card.streams[0].closed
     card.write_gate.set()
     playing.join(10)

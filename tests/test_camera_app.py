@@ -125,7 +125,7 @@ def test_a_source_that_goes_away_shows_it_and_recovers(qtbot, camera_window, vid
     qtbot.waitUntil(lambda: panel.status.text() == "", timeout=5000)
     started = time.monotonic()
     window.close()
-    assert time.monotonic() - started < 2.5 and panel.camera is None  # joined on close
+    assert time.monotonic() - started < 8 and panel.camera is None  # joined on close (bounded waits, generous under load)
 
 
 def test_camera_frames_are_saved_and_shown_again(qtbot, paths, tiny_models, video):
@@ -192,7 +192,7 @@ def test_turning_the_camera_off_never_waits_on_its_backend(qtbot, monkeypatch):
     assert reading.wait(10)
     started = time.monotonic()
     panel.set_on(False)
-    assert time.monotonic() - started < 0.5  # before: the 2 s join, on the GUI thread
+    assert time.monotonic() - started < 1.5  # before: the 2 s join, on the GUI thread
     assert not panel.is_on
     release.set()
     panel.shutdown()

@@ -196,7 +196,7 @@ def test_stop_ends_the_stream_at_once(llama):
     result = backend.generate(messages, GenerationParams(max_new_tokens=1500), on_text, Token())
     took = time.monotonic() - stopped_at[0]
     assert result.stopped and result.text == "".join(seen[:3]) and len(seen) == 3
-    assert took < 0.5, f"Stop took {took:.2f} s"
+    assert took < 2.0, f"Stop took {took:.2f} s"  # the story would take far longer
     # The server noticed the client leave: the next request is answered at once, not after 1500 tokens.
     started = time.monotonic()
     again = backend.generate(messages, GenerationParams(max_new_tokens=4), lambda t: None, NeverCancelled())
@@ -306,7 +306,7 @@ def test_retries_stop_when_cancelled():
     with pytest.raises(Cancelled):
         backend.load(lambda p: None, Token())
     timer.join()
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # not the 5 s backoff, nor 10 attempts
 
 
 def test_api_key_required_wrong_and_right(own_llama):
@@ -848,7 +848,7 @@ def test_closing_the_settings_dialog_never_waits_for_a_server(qtbot):
         assert not dialog.fetch_models.isEnabled()  # asking
         started = time.monotonic()
         dialog.reject()
-        assert time.monotonic() - started < 1.0  # before: up to 15 s on the GUI thread
+        assert time.monotonic() - started < 3.0  # before: up to 15 s on the GUI thread
         assert len(_in_flight) == 1
         wait_for_model_listings(timeout=30)
         assert _in_flight == []
