@@ -103,7 +103,8 @@ def user_texts(window) -> list[str]:
 
 def test_hands_free_in_the_window_turns_each_utterance_into_a_turn(qtbot, tmp_path, voice_window, tiny_models,
                                                                     real_whisper):
-    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES, gap=1.0, lead=0.3)
+    # 3 s between the questions: time for the first reply (8 tokens) before the second begins.
+    conversation = make_conversation(tmp_path / "talk.wav", SENTENCES, gap=3.0, lead=0.3)
     window = voice_window(tiny_models["idefics3"], asr_model=str(real_whisper), mic=str(conversation.path))
     states = []
     window.bridge.listen_event.connect(lambda e: states.append(e.state))
@@ -111,12 +112,16 @@ def test_hands_free_in_the_window_turns_each_utterance_into_a_turn(qtbot, tmp_pa
     assert window.settings.hands_free and window.mic_panel.toggle.isChecked()
     listener = window.bridge.listener
     assert listener is not None
-    # A recording plays at its own pace; generous for a loaded machine (about 15 s when idle).
+    # A recording plays at its own pace; generous for a loaded machine (about 12 s when idle).
     qtbot.waitUntil(lambda: len(user_texts(window)) == 2 and not window.bridge.busy, timeout=180_000)
     heard = user_texts(window)
     assert word_error_rate(" ".join(SENTENCES), " ".join(heard)) <= 0.10, heard
     replies = [m for m in window.chat.messages if m.role == "assistant"]
-    assert len(replies) == 2 and all(m.state == "done" and m.text for m in replies)
+    shown = [(m.state, m.text) for m in replies]
+    assert len(replies) == 2 and replies[-1].state == "done" and replies[-1].text, shown
+    # The first is answered too; on a machine so loaded that it is still being written when the
+    # second question begins, the user's voice stops it (barge-in), as it would for anyone.
+    assert replies[0].state == "done" and replies[0].text or replies[0].state == "stopped", shown
     assert {ListenState.LISTENING, ListenState.HEARING} <= set(states)
     qtbot.waitUntil(lambda: not window.mic_panel.toggle.isChecked(), timeout=10_000)  # the recording ended
     assert window.bridge.listener is None
