@@ -72,9 +72,16 @@ def test_unload_in_the_window_frees_the_model_before_it_returns(qtbot, paths):
 def test_the_usual_thresholds_still_collect_on_the_gui_thread(qtbot):
     from ui.collector import install
 
-    install()
+    collector = install()
     seen: list[str] = []
-    for _ in range(gc.get_threshold()[0] + 10):
+    # Well past the first threshold: the count it is compared with is allocations minus
+    # deallocations in every thread, so another test's threads freeing objects meanwhile
+    # lower it (20 past the threshold was not always enough when the tests ran in two processes).
+    for _ in range(3 * gc.get_threshold()[0]):
         Cycle(seen)
-    qtbot.waitUntil(lambda: len(seen) > 0, timeout=20_000)  # a 250 ms timer; generous for a loaded machine
+    try:
+        qtbot.waitUntil(lambda: len(seen) > 0, timeout=20_000)  # a 250 ms timer; generous for a loaded machine
+    except qtbot.TimeoutError:
+        raise AssertionError(f"nothing collected: counts {gc.get_count()}, thresholds {gc.get_threshold()}, "
+                             f"gc enabled {gc.isenabled()}, timer active {collector._timer.isActive()}") from None
     assert set(seen) == {threading.main_thread().name}
